@@ -1,0 +1,21 @@
+"""modal_tf: one modality-agnostic Transformer core, tokenizer plugins, three model shapes."""
+
+from modal_tf.core import Transformer, TransformerConfig
+from modal_tf.models import DecoderOnly, EncoderDecoder, EncoderOnly, GenerationConfig, build_model
+from modal_tf.tokenizers import Tokenizer, create_tokenizer, list_tokenizers, register_tokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DecoderOnly",
+    "EncoderDecoder",
+    "EncoderOnly",
+    "GenerationConfig",
+    "Tokenizer",
+    "Transformer",
+    "TransformerConfig",
+    "build_model",
+    "create_tokenizer",
+    "list_tokenizers",
+    "register_tokenizer",
+]

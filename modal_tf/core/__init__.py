@@ -1,0 +1,25 @@
+"""The modality-agnostic Transformer core: imports only torch and einops."""
+
+from modal_tf.core.attention import CrossAttention, SelfAttention
+from modal_tf.core.block import Block, CrossBlock
+from modal_tf.core.cache import DecodingCache, KVCache
+from modal_tf.core.config import TransformerConfig
+from modal_tf.core.masks import self_attention_mask
+from modal_tf.core.positions import LearnedPositions, RotaryPositions, SinusoidalPositions, additive_positions
+from modal_tf.core.transformer import Transformer
+
+__all__ = [
+    "Block",
+    "CrossAttention",
+    "CrossBlock",
+    "DecodingCache",
+    "KVCache",
+    "LearnedPositions",
+    "RotaryPositions",
+    "SelfAttention",
+    "SinusoidalPositions",
+    "Transformer",
+    "TransformerConfig",
+    "additive_positions",
+    "self_attention_mask",
+]

@@ -1,0 +1,1 @@
+"""Offline, seeded data generators (pure Python; no Lightning)."""

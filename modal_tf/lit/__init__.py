@@ -1,0 +1,6 @@
+"""The training layer: the only place that imports Lightning."""
+
+from modal_tf.lit.module import ModalModule
+from modal_tf.lit.optim import OptimizerConfig
+
+__all__ = ["ModalModule", "OptimizerConfig"]

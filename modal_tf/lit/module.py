@@ -1,0 +1,215 @@
+"""One LightningModule for every task and model shape.
+
+The network is built once the data is known: in ``setup`` from the
+DataModule's fitted tokenizers, or in ``on_load_checkpoint`` from the
+tokenizer state stored in the checkpoint (so a checkpoint alone can predict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from torch import Tensor, nn
+from torchmetrics.text import CharErrorRate
+
+from modal_tf.core import TransformerConfig
+from modal_tf.datamodules.base import ModalDataModule, bos_prompt
+from modal_tf.lit.optim import OptimizerConfig, build_optimizer
+from modal_tf.models import SHAPES, GenerationConfig, build_model, next_token_loss, shift_target
+from modal_tf.task import TaskSpec
+
+CHECKPOINT_KEY = "modal_tf"
+
+
+def _as(cls: type, value: Any) -> Any:
+    """Accept a config dataclass or its ``asdict`` form (how it comes back from a checkpoint)."""
+    if isinstance(value, dict):
+        if "betas" in value:
+            value = {**value, "betas": tuple(value["betas"])}
+        return cls(**value)
+    if not isinstance(value, cls):
+        raise TypeError(f"expected {cls.__name__} or dict, got {type(value).__name__}")
+    return value
+
+
+def _batch_size(batch: dict[str, Any]) -> int:
+    first = next(iter(batch["inputs"].values())) if batch["inputs"] else batch["target"]
+    return int(first.values.shape[0])
+
+
+class ModalModule(pl.LightningModule):
+    """Classification, language modelling and seq2seq over any tokenizers.
+
+    Args:
+        shape: ``encoder_only`` (classification), ``decoder_only`` (LM / prefix-LM)
+            or ``encoder_decoder`` (seq2seq): the one recipe key that switches models.
+        transformer: Core config.
+        optimizer: AdamW and schedule.
+        pooling: ``cls`` or ``mean`` (encoder-only classification).
+        generation: Decoding used for evaluation metrics and ``predict``.
+        generate_metrics: Run generation for exact-match / CER during validation and test.
+    """
+
+    def __init__(
+        self,
+        shape: str = "encoder_only",
+        transformer: TransformerConfig = TransformerConfig(),  # noqa: B008 - frozen dataclass
+        optimizer: OptimizerConfig = OptimizerConfig(),  # noqa: B008
+        pooling: str = "cls",
+        generation: GenerationConfig = GenerationConfig(),  # noqa: B008
+        generate_metrics: bool = True,
+    ) -> None:
+        super().__init__()
+        if shape not in SHAPES:
+            raise ValueError(f"model.shape must be one of {SHAPES}, got {shape!r}")
+        self.shape = shape
+        self.transformer_config: TransformerConfig = _as(TransformerConfig, transformer)
+        self.optimizer_config: OptimizerConfig = _as(OptimizerConfig, optimizer)
+        self.generation_config: GenerationConfig = _as(GenerationConfig, generation)
+        self.pooling = pooling
+        self.generate_metrics = generate_metrics
+        # Plain types only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                "shape": shape,
+                "transformer": asdict(self.transformer_config),
+                "optimizer": {**asdict(self.optimizer_config), "betas": list(self.optimizer_config.betas)},
+                "pooling": pooling,
+                "generation": asdict(self.generation_config),
+                "generate_metrics": generate_metrics,
+            }
+        )
+        self.task: TaskSpec | None = None
+        self.net: nn.Module | None = None
+
+    # ----- building -------------------------------------------------------------------------------------------
+    def configure_task(self, task: TaskSpec) -> None:
+        """Build the network and metrics for ``task`` (idempotent)."""
+        if self.net is not None:
+            return
+        self.task = task
+        self.net = build_model(
+            self.shape,
+            self.transformer_config,
+            task.inputs,
+            task.target,
+            len(task.class_names) or None,
+            self.pooling,
+        )
+        if task.kind == "classify":
+            for stage in ("train", "val", "test"):
+                metric = torchmetrics.Accuracy(task="multiclass", num_classes=len(task.class_names))
+                setattr(self, f"{stage}_acc", metric)
+        else:
+            self.val_cer, self.test_cer = CharErrorRate(), CharErrorRate()
+            self.val_exact, self.test_exact = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
+
+    def setup(self, stage: str) -> None:
+        """Take the task from the DataModule (restored checkpoints hand theirs to the DataModule)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not isinstance(datamodule, ModalDataModule):
+            raise TypeError(f"ModalModule needs a ModalDataModule, got {type(datamodule).__name__}")
+        if self.task is not None:
+            datamodule.restore_task(self.task)
+        datamodule.setup(stage)
+        if datamodule.task is None:
+            raise RuntimeError("the DataModule did not build its task in setup()")
+        self.configure_task(datamodule.task)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the tokenizers' JSON state beside the weights."""
+        if self.task is not None:
+            checkpoint[CHECKPOINT_KEY] = {"task": self.task.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rebuild tokenizers and network from the checkpoint before weights load."""
+        state = checkpoint.get(CHECKPOINT_KEY)
+        if state is None:
+            raise ValueError("checkpoint has no modal_tf task state; it was not written by ModalModule")
+        self.configure_task(TaskSpec.from_state_dict(state["task"]))
+
+    def _net(self) -> nn.Module:
+        if self.net is None:
+            raise RuntimeError("the model is not built yet: call configure_task() or run it under a Trainer")
+        return self.net
+
+    # ----- steps ----------------------------------------------------------------------------------------------
+    def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        net = self._net()
+        size = _batch_size(batch)
+        if "labels" in batch:
+            logits = net(batch["inputs"])
+            loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+            metric = getattr(self, f"{stage}_acc")
+            metric(logits.detach(), batch["labels"])
+            self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=size)
+        else:
+            decoder_input, labels = shift_target(batch["target"])
+            logits = net(batch["inputs"], decoder_input)
+            loss = next_token_loss(logits, labels)
+            real = labels != -100
+            accuracy = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp_min(1)
+            self.log(f"{stage}/token_acc", accuracy, batch_size=size)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite {stage} loss {loss.item()} at global step {self.global_step}")
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=size, sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One optimization step's loss."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Loss, accuracy and (generation tasks) exact match / CER."""
+        self._step(batch, "val")
+        self._generation_metrics(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Same as validation, on the test split."""
+        self._step(batch, "test")
+        self._generation_metrics(batch, "test")
+
+    def _generation_metrics(self, batch: dict[str, Any], stage: str) -> None:
+        task = self.task
+        # A plain LM (no inputs) has no single right continuation: exact match would mean nothing.
+        if "target" not in batch or not batch["inputs"] or not self.generate_metrics:
+            return
+        if task is None or task.target is None:
+            raise RuntimeError("generation metrics need a generation task")
+        predictions = self.generate_batch(batch)
+        references = [task.target.decode(row[valid]) for row, valid in zip(batch["target"].values, batch["target"].valid, strict=True)]
+        exact = torch.tensor([float(p == r) for p, r in zip(predictions, references, strict=True)])
+        getattr(self, f"{stage}_exact")(exact)
+        self.log(f"{stage}/exact_match", getattr(self, f"{stage}_exact"), prog_bar=True, batch_size=len(exact))
+        if all(isinstance(item, str) for item in references):
+            getattr(self, f"{stage}_cer")(predictions, references)
+            self.log(f"{stage}/cer", getattr(self, f"{stage}_cer"), batch_size=len(exact))
+
+    def generate_batch(self, batch: dict[str, Any], config: GenerationConfig | None = None) -> list[Any]:
+        """Decoded generations for every row of ``batch``."""
+        task = self.task
+        if task is None or task.target is None:
+            raise ValueError("generate_batch needs a generation task")
+        prompt = bos_prompt(task.target, _batch_size(batch))
+        prompt = type(prompt)(*(tensor.to(self.device) for tensor in prompt))
+        output = self._net().generate(batch["inputs"], prompt, config or self.generation_config)  # type: ignore[operator]
+        return [task.target.decode(row[:length]) for row, length in zip(output.tokens, output.lengths, strict=True)]
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[Any]:
+        """Class names (classification) or decoded generations."""
+        task = self.task
+        if task is None:
+            raise RuntimeError("the model is not built yet")
+        if task.kind == "classify":
+            return [task.class_names[index] for index in self._net()(batch["inputs"]).argmax(-1).tolist()]
+        return self.generate_batch(batch)
+
+    def configure_optimizers(self) -> Any:
+        """AdamW without decay on norms/biases/embeddings; per-step warm-up + cosine."""
+        total = int(self.trainer.estimated_stepping_batches)
+        optimizer, schedule = build_optimizer(self._net(), self.optimizer_config, max(1, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,33 @@
+"""Tokenizer plugins: the contract, the registry and the built-in tokenizers.
+
+Importing this package registers every built-in tokenizer.
+"""
+
+from modal_tf.tokenizers.base import DiscreteTokenizer, FeatureTokenizer, TokenBatch, Tokenizer, Tokens, collate_tokens
+from modal_tf.tokenizers.bytes import ByteTokenizer
+from modal_tf.tokenizers.registry import (
+    ENTRY_POINT_GROUP,
+    create_tokenizer,
+    list_tokenizers,
+    load_tokenizer,
+    register_tokenizer,
+    tokenizer_class,
+    tokenizer_from_state,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ByteTokenizer",
+    "DiscreteTokenizer",
+    "FeatureTokenizer",
+    "TokenBatch",
+    "Tokenizer",
+    "Tokens",
+    "collate_tokens",
+    "create_tokenizer",
+    "list_tokenizers",
+    "load_tokenizer",
+    "register_tokenizer",
+    "tokenizer_class",
+    "tokenizer_from_state",
+]
