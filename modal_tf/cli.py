@@ -3,7 +3,8 @@
 ``modal-tf fit|validate|test|predict --config recipes/...yaml [--key value ...]``
 goes through LightningCLI (every constructor argument is a flag and a YAML key).
 ``modal-tf tokenizers`` lists registered tokenizers (entry points included);
-``modal-tf recipes`` lists the bundled recipes with a one-line description.
+``modal-tf recipes`` lists the bundled recipes with a one-line description;
+``modal-tf demo`` trains the bundled tour and prints a summary.
 """
 
 from __future__ import annotations
@@ -61,7 +62,17 @@ def _print_tokenizers(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"recipes": _print_recipes, "tokenizers": _print_tokenizers}
+def _demo(argv: Sequence[str]) -> int:
+    from modal_tf.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "demo": _demo,
+    "recipes": _print_recipes,
+    "tokenizers": _print_tokenizers,
+}
 
 
 def build_cli(args: Sequence[str] | None = None, run: bool = True) -> object:

@@ -17,3 +17,32 @@ def prompt_batch(prompts: list[list[int]]) -> TokenBatch:
     """Right-padded batch of id prompts with 1-D time coordinates."""
     tokens = [Tokens(torch.tensor(ids), torch.arange(len(ids))[:, None]) for ids in prompts]
     return ByteTokenizer().collate(tokens)
+
+
+def reverse_samples(count: int, seed: int) -> list[dict[str, object]]:
+    """Seq2seq toy samples: a random lowercase word and its reverse."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(1, 6))) for _ in range(count)]
+    return [{"inputs": {"text": word}, "target": word[::-1]} for word in words]
+
+
+def make_reverse_datamodule() -> type:
+    """A tiny seq2seq DataModule (defined lazily so importing helpers stays Lightning-free)."""
+    from modal_tf.datamodules import ModalDataModule
+    from modal_tf.task import TaskSpec
+
+    class ReverseWords(ModalDataModule):
+        """Reverse a short word (test-only seq2seq task)."""
+
+        def build_splits(self) -> dict[str, list[dict[str, object]]]:
+            return {"train": reverse_samples(64, 0), "val": reverse_samples(16, 1), "test": reverse_samples(16, 2)}
+
+        def build_task(self) -> TaskSpec:
+            return TaskSpec({"text": ByteTokenizer()}, target=ByteTokenizer())
+
+    return ReverseWords
+
+
+ReverseWords = make_reverse_datamodule()

@@ -9,7 +9,7 @@ from helpers import prompt_batch, text_batch
 from modal_tf.core import TransformerConfig
 from modal_tf.models import DecoderOnly, EncoderDecoder, EncoderOnly, GenerationConfig, build_model, shift_target
 from modal_tf.models.sequence import next_token_loss
-from modal_tf.tokenizers import ByteTokenizer
+from modal_tf.tokenizers import ByteTokenizer, TokenBatch
 
 BYTES = ByteTokenizer()
 TEXTS = ["Tom hit Jerry.", "Hi!", "Jerry was chased by Tom."]
@@ -66,14 +66,14 @@ def test_embedder_rejects_out_of_range_ids() -> None:
         model({"image": batch})
 
 
-def favour(model: torch.nn.Module, ids: list[int]) -> None:
+def favour(model: DecoderOnly | EncoderDecoder, ids: list[int]) -> None:
     """Add +100 to the logits of ``ids`` through a hook on the LM head."""
     boost = torch.zeros(BYTES.vocab_size)
     boost[ids] = 100.0
-    model.head.register_forward_hook(lambda module, args, output: output + boost)  # type: ignore[union-attr]
+    model.head.register_forward_hook(lambda module, args, output: output + boost)
 
 
-def _models() -> dict[str, torch.nn.Module]:
+def _models() -> dict[str, DecoderOnly | EncoderDecoder]:
     torch.manual_seed(0)
     return {
         "lm": DecoderOnly(config("rope"), BYTES),
@@ -82,7 +82,7 @@ def _models() -> dict[str, torch.nn.Module]:
     }
 
 
-def _inputs(name: str) -> dict[str, object]:
+def _inputs(name: str) -> dict[str, TokenBatch]:
     return {} if name == "lm" else {"text": text_batch(TEXTS)}
 
 
@@ -90,8 +90,10 @@ def _inputs(name: str) -> dict[str, object]:
 def test_cached_generation_equals_full_recomputation(name: str) -> None:
     model = _models()[name].eval()
     settings = GenerationConfig(max_new_tokens=12, stop_at_eos=False)
-    cached = model.generate(_inputs(name), prompt_batch(PROMPTS), settings)  # type: ignore[operator]
-    full = model.generate(_inputs(name), prompt_batch(PROMPTS), GenerationConfig(12, stop_at_eos=False, use_cache=False))  # type: ignore[operator]
+    cached = model.generate(_inputs(name), prompt_batch(PROMPTS), settings)
+    full = model.generate(
+        _inputs(name), prompt_batch(PROMPTS), GenerationConfig(12, stop_at_eos=False, use_cache=False)
+    )
     assert torch.equal(cached.tokens, full.tokens)
     finite = torch.isfinite(full.logits)
     assert torch.equal(finite, torch.isfinite(cached.logits))
@@ -102,10 +104,10 @@ def test_cached_generation_equals_full_recomputation(name: str) -> None:
 def test_batched_unequal_prompts_match_one_at_a_time(name: str) -> None:
     model = _models()[name].eval()
     settings = GenerationConfig(max_new_tokens=8, stop_at_eos=False)
-    batched = model.generate(_inputs(name), prompt_batch(PROMPTS), settings)  # type: ignore[operator]
+    batched = model.generate(_inputs(name), prompt_batch(PROMPTS), settings)
     for row, prompt in enumerate(PROMPTS):
         inputs = {} if name == "lm" else {"text": text_batch([TEXTS[row]])}
-        single = model.generate(inputs, prompt_batch([prompt]), settings)  # type: ignore[operator]
+        single = model.generate(inputs, prompt_batch([prompt]), settings)
         assert torch.equal(single.tokens[0], batched.tokens[row])
         torch.testing.assert_close(
             single.logits[0].nan_to_num(neginf=0), batched.logits[row].nan_to_num(neginf=0), atol=1e-4, rtol=1e-4

@@ -75,7 +75,9 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(config.dim, 2 * config.dim, bias=config.bias)
         self.proj = nn.Linear(config.dim, config.dim, bias=config.bias)
 
-    def forward(self, x: Tensor, memory: Tensor, mask: Tensor | None = None, cache: MemoryCache | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, memory: Tensor, mask: Tensor | None = None, cache: MemoryCache | None = None
+    ) -> Tensor:
         """Attend ``(B, T, D)`` queries to ``(B, S, D)`` memory; ``mask`` is ``(B, 1, 1, S)``."""
         q = rearrange(self.q(x), "b t (h d) -> b h t d", h=self.num_heads)
         if cache is not None and cache.keys is not None and cache.values is not None:

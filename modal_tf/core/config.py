@@ -48,9 +48,7 @@ class TransformerConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TransformerConfig.{name} must be a positive int, got {value!r}")
         if self.dim % self.num_heads:
-            raise ValueError(
-                f"TransformerConfig.dim ({self.dim}) must be divisible by num_heads ({self.num_heads})"
-            )
+            raise ValueError(f"TransformerConfig.dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
         if self.head_dim % 2:
             raise ValueError(f"TransformerConfig head_dim = dim / num_heads must be even, got {self.head_dim}")
         if not self.mlp_ratio > 0:

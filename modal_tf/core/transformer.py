@@ -12,7 +12,7 @@ import math
 
 from torch import Tensor, nn
 
-from modal_tf.core.block import Block, CrossBlock
+from modal_tf.core.block import Block
 from modal_tf.core.cache import DecodingCache
 from modal_tf.core.config import TransformerConfig
 from modal_tf.core.layers import make_norm

@@ -68,7 +68,9 @@ class Collator:
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {
-            "inputs": {name: tok.collate([item["inputs"][name] for item in items]) for name, tok in self.task.inputs.items()}
+            "inputs": {
+                name: tok.collate([item["inputs"][name] for item in items]) for name, tok in self.task.inputs.items()
+            }
         }
         if self.task.target is not None:
             batch["target"] = self.task.target.collate([item["target"] for item in items])

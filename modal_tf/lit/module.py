@@ -8,7 +8,7 @@ tokenizer state stored in the checkpoint (so a checkpoint alone can predict).
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -56,10 +56,10 @@ class ModalModule(pl.LightningModule):
 
     def __init__(
         self,
-        shape: str = "encoder_only",
+        shape: Literal["encoder_only", "decoder_only", "encoder_decoder"] = "encoder_only",
         transformer: TransformerConfig = TransformerConfig(),  # noqa: B008 - frozen dataclass
         optimizer: OptimizerConfig = OptimizerConfig(),  # noqa: B008
-        pooling: str = "cls",
+        pooling: Literal["cls", "mean"] = "cls",
         generation: GenerationConfig = GenerationConfig(),  # noqa: B008
         generate_metrics: bool = True,
     ) -> None:
@@ -181,7 +181,10 @@ class ModalModule(pl.LightningModule):
         if task is None or task.target is None:
             raise RuntimeError("generation metrics need a generation task")
         predictions = self.generate_batch(batch)
-        references = [task.target.decode(row[valid]) for row, valid in zip(batch["target"].values, batch["target"].valid, strict=True)]
+        references = [
+            task.target.decode(row[valid])
+            for row, valid in zip(batch["target"].values, batch["target"].valid, strict=True)
+        ]
         exact = torch.tensor([float(p == r) for p, r in zip(predictions, references, strict=True)])
         getattr(self, f"{stage}_exact")(exact)
         self.log(f"{stage}/exact_match", getattr(self, f"{stage}_exact"), prog_bar=True, batch_size=len(exact))

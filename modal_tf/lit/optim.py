@@ -44,7 +44,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, ob
     for module in model.modules():
         if isinstance(module, nn.Embedding | nn.LayerNorm | nn.RMSNorm):
             no_decay.update(id(parameter) for parameter in module.parameters(recurse=False))
-    decay, keep = [], []
+    decay: list[nn.Parameter] = []
+    keep: list[nn.Parameter] = []
     for parameter in {id(p): p for p in model.parameters() if p.requires_grad}.values():  # tied weights once
         (keep if id(parameter) in no_decay or parameter.dim() < 2 else decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]

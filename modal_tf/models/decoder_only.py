@@ -56,7 +56,7 @@ class DecoderOnly(nn.Module):
         self.embedder = SegmentEmbedder(config, {**prefix, TARGET: target})
         self.decoder = Transformer(config, self.embedder.num_axes)
         self.head = nn.Linear(config.dim, target.vocab_size, bias=False)
-        self.head.weight = self.embedder.embeddings[TARGET].weight  # weight tying (Press & Wolf 2017)
+        self.head.weight = self.embedder.target_table().weight  # weight tying (Press & Wolf 2017)
 
     def embed_prefix(self, inputs: Mapping[str, TokenBatch], batch_size: int, device: torch.device) -> Prefix:
         """Embed the prefix inputs; an empty ``(B, 0, D)`` prefix for a plain LM."""

@@ -49,6 +49,15 @@ class SegmentEmbedder(nn.Module):
             nn.init.normal_(self.types.weight, std=0.02)
         self.dropout = nn.Dropout(config.dropout)
 
+    def target_table(self, name: str = "target") -> nn.Embedding:
+        """The lookup table of a discrete segment (the LM head ties its weight to it)."""
+        table = self.embeddings[name]
+        if not isinstance(table, nn.Embedding):
+            raise TypeError(
+                f"segment {name!r} must embed with nn.Embedding to tie the LM head, got {type(table).__name__}"
+            )
+        return table
+
     def embed(self, name: str, values: Tensor, coords: Tensor) -> Tensor:
         """Embed one segment's ``(B, T)`` ids or ``(B, T, F)`` features at ``(B, T, a)`` coordinates."""
         self._check(name, values, coords)
@@ -59,7 +68,9 @@ class SegmentEmbedder(nn.Module):
             x = x + self.types.weight[self.names.index(name)]
         return self.dropout(x)
 
-    def forward(self, batches: Mapping[str, TokenBatch], names: list[str] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, batches: Mapping[str, TokenBatch], names: list[str] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Embed and concatenate segments ``names`` (default: all).
 
         Returns:

@@ -58,7 +58,7 @@ class EncoderDecoder(nn.Module):
         self.decoder_embedder = SegmentEmbedder(decoder_config, {TARGET: target})
         self.decoder = Transformer(decoder_config, len(target.axes), block=CrossBlock)
         self.head = nn.Linear(config.dim, target.vocab_size, bias=False)
-        self.head.weight = self.decoder_embedder.embeddings[TARGET].weight  # weight tying
+        self.head.weight = self.decoder_embedder.target_table().weight  # weight tying (Press & Wolf 2017)
 
     def encode(self, inputs: Mapping[str, TokenBatch]) -> Memory:
         """Encoder memory for ``inputs``; every row needs at least one real token."""

@@ -17,7 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from modal_tf.tokenizers import DiscreteTokenizer, FeatureTokenizer, Tokenizer, Tokens, load_tokenizer, tokenizer_from_state
+from modal_tf.tokenizers import (
+    DiscreteTokenizer,
+    FeatureTokenizer,
+    Tokenizer,
+    Tokens,
+    load_tokenizer,
+    tokenizer_from_state,
+)
 
 
 class TokenizerContractError(AssertionError):
@@ -53,7 +60,7 @@ def _check_tokens(tokenizer: Tokenizer, tokens: Tokens, where: str) -> None:
         if values.numel():
             low, high = int(values.min()), int(values.max())
             _require(
-                0 <= low and high < tokenizer.vocab_size,
+                low >= 0 and high < tokenizer.vocab_size,
                 f"{name}: ids must lie in [0, {tokenizer.vocab_size}), got [{low}, {high}] ({where})",
             )
     elif isinstance(tokenizer, FeatureTokenizer):
@@ -121,7 +128,9 @@ def check_tokenizer(tokenizer: Tokenizer, samples: Sequence[Any], dim: int = 16)
         copies["save/load"] = load_tokenizer(path)
     for how, copy in copies.items():
         for index, sample in enumerate(samples):
-            _require(_same(encoded[index], copy.encode(sample)), f"{name}: {how} round trip changes encode(sample {index})")
+            _require(
+                _same(encoded[index], copy.encode(sample)), f"{name}: {how} round trip changes encode(sample {index})"
+            )
 
     lengths = [tokens.values.shape[0] for tokens in encoded]
     batch = tokenizer.collate(encoded)
