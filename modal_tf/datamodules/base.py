@@ -17,25 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from modal_tf.task import TaskSpec
-from modal_tf.tokenizers import DiscreteTokenizer, TokenBatch, Tokens
 
 Sample = dict[str, Any]
 SPLITS = ("train", "val", "test")
-
-
-def wrap_target(tokenizer: DiscreteTokenizer, tokens: Tokens) -> Tokens:
-    """``bos ids eos`` with the tokenizer's slot coordinates."""
-    ids = torch.cat([torch.tensor([tokenizer.bos_id]), tokens.values, torch.tensor([tokenizer.eos_id])])
-    return Tokens(ids, tokenizer.positions(ids.shape[0]))
-
-
-def bos_prompt(tokenizer: DiscreteTokenizer, batch_size: int) -> TokenBatch:
-    """A ``(B, 1)`` prompt holding only ``bos``."""
-    return TokenBatch(
-        torch.full((batch_size, 1), tokenizer.bos_id),
-        tokenizer.positions(1).expand(batch_size, 1, -1).clone(),
-        torch.ones(batch_size, 1, dtype=torch.bool),
-    )
 
 
 class EncodedDataset(Dataset[dict[str, Any]]):
@@ -54,7 +38,7 @@ class EncodedDataset(Dataset[dict[str, Any]]):
             "inputs": {name: tok.encode(sample["inputs"][name]) for name, tok in self.task.inputs.items()}
         }
         if self.task.target is not None:
-            item["target"] = wrap_target(self.task.target, self.task.target.encode(sample["target"]))
+            item["target"] = self.task.target.encode_target(sample["target"])
         else:
             item["label"] = sample["label"]
         return item

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torchmetrics.text import CharErrorRate
 
 from modal_tf.core import TransformerConfig
-from modal_tf.datamodules.base import ModalDataModule, bos_prompt
+from modal_tf.datamodules.base import ModalDataModule
 from modal_tf.lit.optim import OptimizerConfig, build_optimizer
 from modal_tf.models import SHAPES, GenerationConfig, build_model, next_token_loss, shift_target
 from modal_tf.task import TaskSpec
@@ -197,7 +197,7 @@ class ModalModule(pl.LightningModule):
         task = self.task
         if task is None or task.target is None:
             raise ValueError("generate_batch needs a generation task")
-        prompt = bos_prompt(task.target, _batch_size(batch))
+        prompt = task.target.collate([task.target.encode_prompt()] * _batch_size(batch))
         prompt = type(prompt)(*(tensor.to(self.device) for tensor in prompt))
         output = self._net().generate(batch["inputs"], prompt, config or self.generation_config)  # type: ignore[operator]
         return [task.target.decode(row[:length]) for row, length in zip(output.tokens, output.lengths, strict=True)]

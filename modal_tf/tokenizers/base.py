@@ -170,6 +170,17 @@ class DiscreteTokenizer(Tokenizer):
         nn.init.normal_(table.weight, std=0.02)
         return table
 
+    def encode_target(self, raw: Any) -> Tokens:
+        """``bos ids eos``: a training target, with slot coordinates from ``positions``."""
+        ids = torch.cat([torch.tensor([self.bos_id]), self.encode(raw).values, torch.tensor([self.eos_id])])
+        return Tokens(ids, self.positions(ids.shape[0]))
+
+    def encode_prompt(self, raw: Any = None) -> Tokens:
+        """``bos ids`` (just ``bos`` when ``raw`` is None): a generation prompt."""
+        content = self.encode(raw).values if raw is not None else torch.zeros(0, dtype=torch.long)
+        ids = torch.cat([torch.tensor([self.bos_id]), content])
+        return Tokens(ids, self.positions(ids.shape[0]))
+
     def check_ids(self, ids: Sequence[int] | Tensor, argument: str = "ids") -> list[int]:
         """Validate ids as ints in range and return them as a list."""
         values = ids.tolist() if isinstance(ids, Tensor) else list(ids)
