@@ -83,6 +83,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> object:
 
     from modal_tf.datamodules import ModalDataModule
     from modal_tf.lit import ModalModule
+    from modal_tf.lit.predictions import JsonlPredictionWriter
 
     class ModalCLI(LightningCLI):
         def instantiate_trainer(self, **kwargs: object) -> Trainer:
@@ -102,7 +103,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> object:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS_DIR}},
-            "callbacks": [RichProgressBar(leave=True), ModelCheckpoint(save_last=True)],
+            "callbacks": [RichProgressBar(leave=True), ModelCheckpoint(save_last=True), JsonlPredictionWriter()],
         },
     )
 
