@@ -34,6 +34,11 @@ class KVCache:
         self.values[:, :, start:end] = values
         return self.keys[:, :, :end], self.values[:, :, :end]
 
+    def reorder(self, rows: Tensor) -> None:
+        """Keep batch rows ``rows`` ``(B,)`` (beam search moves hypotheses between rows)."""
+        if self.keys is not None and self.values is not None:
+            self.keys, self.values = self.keys[rows], self.values[rows]
+
 
 class MemoryCache:
     """Cross-attention keys/values of a fixed encoder memory, computed once."""
@@ -58,6 +63,15 @@ class DecodingCache:
         self.memory = [MemoryCache() for _ in range(depth)]
         self.key_valid = torch.ones(batch_size, capacity, dtype=torch.bool, device=device)
         self.has_padding = False
+
+    def reorder(self, rows: Tensor) -> None:
+        """Keep batch rows ``rows`` ``(B,)`` of every layer (memory K/V are identical per beam group)."""
+        for layer in self.layers:
+            layer.reorder(rows)
+        for memory in self.memory:
+            if memory.keys is not None and memory.values is not None:
+                memory.keys, memory.values = memory.keys[rows], memory.values[rows]
+        self.key_valid = self.key_valid[rows]
 
     def record(self, valid: Tensor | None, num_tokens: int) -> Tensor | None:
         """Store the validity of ``num_tokens`` new slots; return validity of all slots so far."""

@@ -114,11 +114,17 @@ class ModalDataModule(pl.LightningDataModule):
                 task.target.fit(sample["target"] for sample in train)
             self.task = task
 
+    def make_dataset(self, split: str) -> Dataset[dict[str, Any]]:
+        """The dataset of one split (default: encode each sample lazily)."""
+        if self.splits is None or self.task is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {split} data")
+        return EncodedDataset(self.splits[split], self.task)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader[dict[str, Any]]:
         if self.splits is None or self.task is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {split} loader")
         return DataLoader(
-            EncodedDataset(self.splits[split], self.task),
+            self.make_dataset(split),
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -7,6 +7,7 @@ tokenizer state stored in the checkpoint (so a checkpoint alone can predict).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -154,6 +155,9 @@ class ModalModule(pl.LightningModule):
             real = labels != -100
             accuracy = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp_min(1)
             self.log(f"{stage}/token_acc", accuracy, batch_size=size)
+            bytes_per_token = getattr(getattr(self.trainer, "datamodule", None), "bytes_per_token", {}).get(stage)
+            if bytes_per_token:  # language modelling: report bits per byte of text, comparable across tokenizers
+                self.log(f"{stage}/bpb", loss.detach() / math.log(2) / bytes_per_token, batch_size=size, prog_bar=True)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite {stage} loss {loss.item()} at global step {self.global_step}")
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=size, sync_dist=stage != "train")

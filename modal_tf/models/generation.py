@@ -33,6 +33,8 @@ class GenerationConfig:
         top_p: Nucleus sampling: the smallest set of ids with cumulative probability >= p (1.0 = off).
         stop_at_eos: Stop a row at EOS (later slots are filled with pad).
         use_cache: Reuse keys/values of earlier tokens (KV cache).
+        num_beams: Beam search width (1 = no beam search; needs ``temperature=0``).
+        length_penalty: Beam scores are ``sum log p / length ** length_penalty`` (0 = plain sum).
     """
 
     max_new_tokens: int = 32
@@ -41,6 +43,8 @@ class GenerationConfig:
     top_p: float = 1.0
     stop_at_eos: bool = True
     use_cache: bool = True
+    num_beams: int = 1
+    length_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -51,10 +55,21 @@ class GenerationConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k!r}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.num_beams, int) or self.num_beams < 1:
+            raise ValueError(f"num_beams must be a positive int, got {self.num_beams!r}")
+        if self.num_beams > 1 and self.temperature != 0.0:
+            raise ValueError(f"beam search is deterministic: set temperature=0, got {self.temperature!r}")
 
 
 class GenerationOutput(NamedTuple):
-    """``tokens`` ``(B, N)`` (pad after EOS), ``lengths`` ``(B,)`` up to and including EOS, ``logits`` ``(B, N, V)``."""
+    """What ``generate`` returns.
+
+    Attributes:
+        tokens: ``(B, N)`` generated ids, pad after EOS.
+        lengths: ``(B,)`` tokens up to and including EOS.
+        logits: ``(B, N, V)`` logits each token was chosen from (banned ids at ``-inf``); for beam
+            search ``(B, N, 1)``, the log-probability of each chosen token.
+    """
 
     tokens: Tensor
     lengths: Tensor
@@ -108,8 +123,12 @@ def generate(
 ) -> GenerationOutput:
     """Continue each prompt row after ``context`` (the model's encoder memory or embedded prefix).
 
-    See the module docstring for the slot layout.
+    See the module docstring for the slot layout. ``config.num_beams > 1`` runs beam search.
     """
+    if config.num_beams > 1:
+        from modal_tf.models.beam import beam_search
+
+        return beam_search(model, context, prompt, config)
     tokenizer = model.target_tokenizer
     batch_size, prompt_slots = prompt.values.shape
     lengths = prompt.valid.sum(1)  # (B,)
