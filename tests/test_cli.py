@@ -58,7 +58,9 @@ def test_checkpoint_alone_predicts(tmp_path: Path) -> None:
     predictions = model.predict_step(batch, 0)
     assert len(predictions) == 2 and set(predictions) <= {"Tom", "Jerry"}
 
-    run_cli(tmp_path, "predict", "--config", str(recipe), f"--ckpt_path={checkpoint}", "--trainer.limit_predict_batches=2")
+    run_cli(
+        tmp_path, "predict", "--config", str(recipe), f"--ckpt_path={checkpoint}", "--trainer.limit_predict_batches=2"
+    )
     written = next(tmp_path.glob("**/predictions.jsonl")).read_text().splitlines()
     assert len(written) == 2 * 64  # two batches of the recipe's batch size
     assert {json.loads(line)["prediction"] for line in written} <= {"Tom", "Jerry"}
