@@ -17,9 +17,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from modal_tf.task import TaskSpec
+from modal_tf.tokenizers import DiscreteTokenizer, Tokenizer
 
 Sample = dict[str, Any]
 SPLITS = ("train", "val", "test")
+
+
+def require_discrete(tokenizer: Tokenizer, argument: str) -> DiscreteTokenizer:
+    """``tokenizer`` if it produces ids, else a ``TypeError`` naming ``argument``."""
+    if not isinstance(tokenizer, DiscreteTokenizer):
+        raise TypeError(f"{argument} must be a discrete (id) tokenizer, got {type(tokenizer).__name__}")
+    return tokenizer
 
 
 class EncodedDataset(Dataset[dict[str, Any]]):

@@ -14,23 +14,9 @@ from torch.utils.data import Dataset
 
 from modal_tf.data import numbers, pydoc_corpus, text_files
 from modal_tf.data.who_did_it import NAMES, who_did_it_samples
-from modal_tf.datamodules.base import ModalDataModule, Sample
+from modal_tf.datamodules.base import ModalDataModule, Sample, require_discrete
 from modal_tf.task import TaskSpec
-from modal_tf.tokenizers import DiscreteTokenizer, Tokenizer, Tokens, create_tokenizer
-
-
-def tokenizer_from_spec(spec: dict[str, Any], argument: str) -> Tokenizer:
-    """``{"name": registry name, **constructor arguments}`` to a tokenizer."""
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"{argument} must be a mapping with a 'name' key, got {spec!r}")
-    options = dict(spec)
-    return create_tokenizer(options.pop("name"), **options)
-
-
-def _discrete(tokenizer: Tokenizer, argument: str) -> DiscreteTokenizer:
-    if not isinstance(tokenizer, DiscreteTokenizer):
-        raise TypeError(f"{argument} must be a discrete (id) tokenizer, got {type(tokenizer).__name__}")
-    return tokenizer
+from modal_tf.tokenizers import Tokens, tokenizer_from_spec
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -162,7 +148,7 @@ class TextLM(ModalDataModule):
     def build_task(self) -> TaskSpec:
         """No inputs; the target tokenizer is the LM's vocabulary."""
         return TaskSpec(
-            {}, target=_discrete(tokenizer_from_spec(self.tokenizer_spec, "data.tokenizer"), "data.tokenizer")
+            {}, target=require_discrete(tokenizer_from_spec(self.tokenizer_spec, "data.tokenizer"), "data.tokenizer")
         )
 
     def make_dataset(self, split: str) -> Dataset[dict[str, Any]]:
@@ -236,7 +222,9 @@ class TextPairs(ModalDataModule):
 
     def build_task(self) -> TaskSpec:
         """Source text in, target text out."""
-        target = _discrete(tokenizer_from_spec(self.target_spec, "data.target_tokenizer"), "data.target_tokenizer")
+        target = require_discrete(
+            tokenizer_from_spec(self.target_spec, "data.target_tokenizer"), "data.target_tokenizer"
+        )
         return TaskSpec({"text": tokenizer_from_spec(self.source_spec, "data.source_tokenizer")}, target=target)
 
 

@@ -12,22 +12,29 @@ from modal_tf.tokenizers.registry import (
     load_tokenizer,
     register_tokenizer,
     tokenizer_class,
+    tokenizer_from_spec,
     tokenizer_from_state,
 )
+from modal_tf.tokenizers.spectrogram import Audio, SpectrogramTokenizer
+from modal_tf.tokenizers.whisper_stem import WhisperFrameTokenizer
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Audio",
     "ByteTokenizer",
     "DiscreteTokenizer",
     "FeatureTokenizer",
+    "SpectrogramTokenizer",
     "TokenBatch",
     "Tokenizer",
     "Tokens",
+    "WhisperFrameTokenizer",
     "collate_tokens",
     "create_tokenizer",
     "list_tokenizers",
     "load_tokenizer",
     "register_tokenizer",
     "tokenizer_class",
+    "tokenizer_from_spec",
     "tokenizer_from_state",
 ]

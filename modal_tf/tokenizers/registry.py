@@ -95,6 +95,14 @@ def create_tokenizer(name: str, **config: Any) -> Tokenizer:
         raise TypeError(f"bad arguments for tokenizer {name!r} ({cls.__qualname__}): {error}") from None
 
 
+def tokenizer_from_spec(spec: dict[str, Any], argument: str = "tokenizer") -> Tokenizer:
+    """``{"name": registry name, **constructor arguments}`` (a recipe's YAML mapping) to a tokenizer."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValueError(f"{argument} must be a mapping with a 'name' key, got {spec!r}")
+    options = dict(spec)
+    return create_tokenizer(options.pop("name"), **options)
+
+
 def list_tokenizers() -> list[str]:
     """Names of built-in and entry-point tokenizers, sorted (entry points are not imported)."""
     return sorted(set(_REGISTRY) | {entry.name for entry in _plugin_entry_points()})
