@@ -4,6 +4,7 @@ Importing this package registers every built-in tokenizer.
 """
 
 from modal_tf.tokenizers.base import DiscreteTokenizer, FeatureTokenizer, TokenBatch, Tokenizer, Tokens, collate_tokens
+from modal_tf.tokenizers.bpe import BPETokenizer
 from modal_tf.tokenizers.bytes import ByteTokenizer
 from modal_tf.tokenizers.registry import (
     ENTRY_POINT_GROUP,
@@ -21,6 +22,7 @@ from modal_tf.tokenizers.whisper_stem import WhisperFrameTokenizer
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Audio",
+    "BPETokenizer",
     "ByteTokenizer",
     "DiscreteTokenizer",
     "FeatureTokenizer",

@@ -1,0 +1,144 @@
+"""Encode throughput of the ``bpe`` tokenizer wrapper against Hugging Face ``tokenizers`` called directly.
+
+Corpus: every topic of the standard library's ``pydoc_data.topics`` (~465k characters of Python docs, no download).
+One ``BPETokenizer`` is fitted on it; the reference is a ``tokenizers.Tokenizer`` rebuilt from the same fitted
+JSON with the same settings (``encode_special_tokens``), so both run the very same merges. Four ways to encode
+the corpus, run interleaved (A B C D A B C D ...) with the median MB/s (UTF-8 bytes in) over rounds reported:
+
+* ``hf encode``: ``hf.encode(text, add_special_tokens=False).ids`` per text (a Python list of ids);
+* ``ours encode``: ``BPETokenizer.encode(text)`` per text (input checks, int64 ``(T,)`` ids and ``(T, 1)`` coords);
+* ``hf encode_batch`` / ``ours encode_batch``: the same over the whole corpus in one call (Rust threads).
+
+The wrapper's cost is ``1 - ours / hf``; target < 10 %. As two noisy rates give a noisy difference, the wrapper's own
+work (checks and tensor building on precomputed ids) is also timed alone. Fit time (median of ``--fit-rounds``) and fit
+determinism are reported too. This script reports; it never fails on a slow result.
+
+    OMP_NUM_THREADS=1 python benchmarks/tokenizer_bpe.py [--vocab 4096] [--rounds 7] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import tokenizers
+import torch
+from tokenizers import Tokenizer as HFTokenizer
+
+from modal_tf.tokenizers.bpe import BPETokenizer, _check_text
+
+TARGET_OVERHEAD = 0.10
+BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def seconds(call: Callable[[], object]) -> float:
+    """Wall-clock seconds of one ``call()``."""
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--vocab", type=int, default=4096, help="vocab_size to fit")
+    p.add_argument("--rounds", type=int, default=7, help="timed rounds of each encoder, interleaved")
+    p.add_argument("--fit-rounds", type=int, default=3, help="fits to time (and compare for determinism)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--write", action="store_true", help=f"append the table to {BENCHMARKS_MD.name}")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    texts = [topics[key] for key in sorted(topics)]
+    megabytes = sum(len(text.encode("utf-8")) for text in texts) / 1e6
+
+    fits, states = [], []
+    for _ in range(args.fit_rounds):
+        ours = BPETokenizer(vocab_size=args.vocab)
+        fits.append(seconds(lambda: ours.fit(texts)))  # noqa: B023 - called at once, inside this iteration
+        states.append(ours.fitted_state())
+    deterministic = all(state == states[0] for state in states)
+    reference = HFTokenizer.from_str(states[0]["tokenizer_json"])
+    reference.encode_special_tokens = True  # as BPETokenizer sets it, so both split the text identically
+
+    encoders: dict[str, Callable[[], object]] = {
+        "hf encode": lambda: [reference.encode(text, add_special_tokens=False).ids for text in texts],
+        "ours encode": lambda: [ours.encode(text) for text in texts],
+        "hf encode_batch": lambda: [e.ids for e in reference.encode_batch(texts, add_special_tokens=False)],
+        "ours encode_batch": lambda: ours.encode_batch(texts),
+    }
+    same = all(
+        ours.encode(text).values.tolist() == reference.encode(text, add_special_tokens=False).ids for text in texts
+    )
+    tokens = sum(len(reference.encode(text, add_special_tokens=False).ids) for text in texts)
+    for encode in encoders.values():  # warm-up: thread pools, allocator, caches
+        encode()
+    rates: dict[str, list[float]] = {name: [] for name in encoders}
+    for _ in range(args.rounds):
+        for name, encode in encoders.items():
+            rates[name].append(megabytes / seconds(encode))
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    # The wrapper's own work (input checks, list -> tensors) timed alone on precomputed ids: a quieter estimate than
+    # the difference of two noisy rates, and the part that stays serial when encode_batch runs on many cores.
+    ids = [encoding.ids for encoding in reference.encode_batch(texts, add_special_tokens=False)]
+    alone = statistics.median(
+        seconds(lambda: [(_check_text(t, "text"), ours._tokens(i)) for t, i in zip(texts, ids, strict=True)])
+        for _ in range(args.rounds)
+    )
+
+    omp = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = f"{omp}python {shlex.join(sys.argv if argv is None else ['benchmarks/tokenizer_bpe.py', *argv])}"
+    lines = [
+        f"### bpe tokenizer encode throughput ({datetime.date.today().isoformat()})",
+        "",
+        f"`{command}`",
+        "",
+        f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}; tokenizers {tokenizers.__version__}; torch {torch.__version__}; corpus "
+        f"pydoc_data.topics: {len(texts)} texts, {megabytes:.3f} MB, {tokens:,} tokens at vocab {ours.vocab_size}; "
+        f"{args.rounds} rounds",
+        "",
+        f"fit: {statistics.median(fits):.3f} s median of {args.fit_rounds} "
+        f"({'deterministic' if deterministic else 'NOT deterministic'}); ours == hf ids on every text: {same}",
+        "",
+        "| encoder | MB/s (median) | min - max | ours / hf |",
+        "|---|---:|---:|---:|",
+    ]
+    verdicts = []
+    for mode in ("encode", "encode_batch"):
+        ratio = median[f"ours {mode}"] / median[f"hf {mode}"]
+        for who in ("hf", "ours"):
+            name = f"{who} {mode}"
+            lines.append(
+                f"| {name} | {median[name]:.2f} | {min(rates[name]):.2f} - {max(rates[name]):.2f} | "
+                f"{ratio if who == 'ours' else 1.0:.3f} |"
+            )
+        verdicts.append(
+            f"wrapper cost [{mode}]: {1 - ratio:.1%} (target < {TARGET_OVERHEAD:.0%}) "
+            f"{'ok' if 1 - ratio < TARGET_OVERHEAD else 'ABOVE TARGET'}"
+        )
+    hf_seconds = megabytes / median["hf encode"]
+    verdicts.append(f"wrapper alone: {alone * 1e3:.1f} ms per corpus = {alone / hf_seconds:.1%} of hf encode's time")
+    text = "\n".join([*lines, "", *verdicts])
+    print(text)
+    if args.write:
+        header = "" if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+        with BENCHMARKS_MD.open("a", encoding="utf-8") as out:
+            out.write(f"{header}\n{text}\n")
+        print(f"appended to {BENCHMARKS_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
