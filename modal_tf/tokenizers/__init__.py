@@ -3,9 +3,13 @@
 Importing this package registers every built-in tokenizer.
 """
 
+from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionMuLawTokenizer
 from modal_tf.tokenizers.base import DiscreteTokenizer, FeatureTokenizer, TokenBatch, Tokenizer, Tokens, collate_tokens
 from modal_tf.tokenizers.bpe import BPETokenizer
 from modal_tf.tokenizers.bytes import ByteTokenizer
+from modal_tf.tokenizers.conv_stem import ConvPatchTokenizer
+from modal_tf.tokenizers.fast import ActionFastTokenizer
+from modal_tf.tokenizers.patch import PatchTokenizer
 from modal_tf.tokenizers.registry import (
     ENTRY_POINT_GROUP,
     create_tokenizer,
@@ -21,11 +25,16 @@ from modal_tf.tokenizers.whisper_stem import WhisperFrameTokenizer
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ActionBinsTokenizer",
+    "ActionFastTokenizer",
+    "ActionMuLawTokenizer",
     "Audio",
     "BPETokenizer",
     "ByteTokenizer",
+    "ConvPatchTokenizer",
     "DiscreteTokenizer",
     "FeatureTokenizer",
+    "PatchTokenizer",
     "SpectrogramTokenizer",
     "TokenBatch",
     "Tokenizer",
