@@ -53,16 +53,20 @@ class ModalModule(pl.LightningModule):
         pooling: ``cls`` or ``mean`` (encoder-only classification).
         generation: Decoding used for evaluation metrics and ``predict``.
         generate_metrics: Run generation for exact-match / CER during validation and test.
+        timm_model: With ``shape: timm``, the timm architecture (a CNN baseline on the same patches).
+        timm_kwargs: With ``shape: timm``, extra ``timm.create_model`` arguments.
     """
 
     def __init__(
         self,
-        shape: Literal["encoder_only", "decoder_only", "encoder_decoder"] = "encoder_only",
+        shape: Literal["encoder_only", "decoder_only", "encoder_decoder", "timm"] = "encoder_only",
         transformer: TransformerConfig = TransformerConfig(),  # noqa: B008 - frozen dataclass
         optimizer: OptimizerConfig = OptimizerConfig(),  # noqa: B008
         pooling: Literal["cls", "mean"] = "cls",
         generation: GenerationConfig = GenerationConfig(),  # noqa: B008
         generate_metrics: bool = True,
+        timm_model: str = "resnet18",
+        timm_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if shape not in SHAPES:
@@ -73,6 +77,7 @@ class ModalModule(pl.LightningModule):
         self.generation_config: GenerationConfig = _as(GenerationConfig, generation)
         self.pooling = pooling
         self.generate_metrics = generate_metrics
+        self.timm_model, self.timm_kwargs = timm_model, dict(timm_kwargs or {})
         # Plain types only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {
@@ -82,6 +87,8 @@ class ModalModule(pl.LightningModule):
                 "pooling": pooling,
                 "generation": asdict(self.generation_config),
                 "generate_metrics": generate_metrics,
+                "timm_model": timm_model,
+                "timm_kwargs": self.timm_kwargs,
             }
         )
         self.task: TaskSpec | None = None
@@ -100,6 +107,8 @@ class ModalModule(pl.LightningModule):
             task.target,
             len(task.class_names) or None,
             self.pooling,
+            self.timm_model,
+            self.timm_kwargs,
         )
         if task.kind == "classify":
             for stage in ("train", "val", "test"):

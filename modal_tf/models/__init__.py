@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -14,7 +15,7 @@ from modal_tf.models.generation import GenerationConfig, GenerationOutput, gener
 from modal_tf.models.sequence import next_token_loss, shift_target
 from modal_tf.tokenizers import DiscreteTokenizer, Tokenizer
 
-SHAPES = ("encoder_only", "decoder_only", "encoder_decoder")
+SHAPES = ("encoder_only", "decoder_only", "encoder_decoder", "timm")
 
 
 def build_model(
@@ -24,14 +25,23 @@ def build_model(
     target: DiscreteTokenizer | None = None,
     num_classes: int | None = None,
     pooling: str = "cls",
+    timm_model: str = "resnet18",
+    timm_kwargs: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build the model ``shape`` for a task.
 
-    Classification (``num_classes``) needs ``encoder_only``; sequence generation
-    (``target``) needs ``decoder_only`` (inputs become a prefix) or ``encoder_decoder``.
+    Classification (``num_classes``) needs ``encoder_only`` (or ``timm``, a CNN/timm baseline on
+    the same patch tokens); sequence generation (``target``) needs ``decoder_only`` (inputs become a
+    prefix) or ``encoder_decoder``.
     """
     if shape not in SHAPES:
         raise ValueError(f"model shape must be one of {SHAPES}, got {shape!r}")
+    if shape == "timm":
+        if num_classes is None:
+            raise ValueError("shape 'timm' needs a classification task (num_classes), got a generation task")
+        from modal_tf.models.timm_image import TimmImageClassifier
+
+        return TimmImageClassifier(timm_model, inputs, num_classes, timm_kwargs)
     if shape == "encoder_only":
         if num_classes is None:
             raise ValueError("shape 'encoder_only' needs a classification task (num_classes), got a generation task")
