@@ -9,7 +9,13 @@ import torch
 from einops import rearrange
 
 from modal_tf.core import SelfAttention, Transformer, TransformerConfig, self_attention_mask
-from modal_tf.core.positions import LearnedPositions, RotaryPositions, SinusoidalPositions, apply_rotary
+from modal_tf.core.positions import (
+    LearnedGridPositions,
+    LearnedPositions,
+    RotaryPositions,
+    SinusoidalPositions,
+    apply_rotary,
+)
 
 CONFIG = TransformerConfig(dim=32, depth=2, num_heads=4, position="none")
 
@@ -111,6 +117,44 @@ def test_learned_positions_reject_out_of_range_coordinates() -> None:
         positions(torch.tensor([[[4, 0]]]))
 
 
+def test_learned_grid_looks_up_one_vector_per_cell() -> None:
+    positions = LearnedGridPositions(8, (2, 3))
+    coords = torch.tensor([[[0, 0], [1, 2], [0, 2]], [[1, 1], [0, 0], [0, 0]]])  # (2, 3, 2)
+    features = positions(coords)
+    assert features.shape == (2, 3, 8)
+    for sample in range(2):
+        for token in range(3):
+            row, col = coords[sample, token].tolist()
+            assert torch.equal(features[sample, token], positions.table[row, col])  # (row, col) picks the vector
+    assert positions(torch.zeros(2, 0, 2, dtype=torch.long)).shape == (2, 0, 8)
+    with pytest.raises(ValueError, match="coordinates >= 0"):
+        positions(torch.tensor([[[0, -1]]]))
+    with pytest.raises(ValueError, match=r"coords must have shape \(B, T, 2\)"):
+        positions(torch.zeros(1, 3, 1, dtype=torch.long))
+
+
+def test_learned_grid_resamples_only_rows_past_the_grid() -> None:
+    positions = LearnedGridPositions(4, (5,))
+    inside = torch.arange(5)[None, :, None]  # (1, 5, 1), the whole grid
+    past = torch.arange(10)[None, :, None]  # twice as long
+    padded = torch.cat([inside, torch.zeros_like(inside)], dim=1)  # (1, 10, 1): collate pads coordinates with 0
+    batch = torch.cat([padded, past])  # (2, 10, 1)
+    features = positions(batch)
+    torch.testing.assert_close(features[0, :5], positions.table, atol=0, rtol=0)  # untouched inside the grid
+    torch.testing.assert_close(features[1], positions.resampled((10,)), atol=0, rtol=0)
+    assert not torch.allclose(features[1, :5], positions.table)  # stretched, not the first five rows
+    features.sum().backward()  # resampling is differentiable into the table
+    assert positions.table.grad is not None and positions.table.grad.abs().sum() > 0
+
+    with torch.no_grad():
+        positions.table.fill_(0.25)
+    torch.testing.assert_close(positions.resampled((13,)), torch.full((13, 4), 0.25))  # a constant stays constant
+    cube = LearnedGridPositions(4, (2, 2, 2))
+    assert cube(torch.ones(1, 1, 3, dtype=torch.long)).shape == (1, 1, 4)  # 3 axes look up fine inside the grid
+    with pytest.raises(ValueError, match=r"resample 1 or 2 axes.*grid \(2, 2, 2\).*size \(3, 2, 2\)"):
+        cube(torch.tensor([[[2, 0, 0]]]))
+
+
 def test_rope_scores_depend_on_relative_position_only() -> None:
     rotary = RotaryPositions(head_dim=8, num_axes=1)
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
@@ -134,11 +178,22 @@ def test_rope_scores_depend_on_relative_position_only() -> None:
         ({"position": "alibi"}, "position must be one of"),
         ({"dropout": 1.5}, "dropout"),
         ({"depth": 0}, "depth must be a positive int"),
+        ({"position_grid": (4, 4)}, "position_grid only applies to position='learned_grid'"),
+        ({"position": "learned_grid", "position_grid": (4, 0)}, "position_grid must be a list of positive ints"),
+        ({"position": "learned_grid", "position_grid": ()}, "position_grid must be a list of positive ints"),
+        ({"position": "learned_grid", "position_grid": "44"}, "position_grid must be a list of positive ints"),
+        ({"position": "learned_grid", "position_grid": (True, 2)}, "position_grid must be a list of positive ints"),
     ],
 )
 def test_config_validation(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TransformerConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_position_grid_from_yaml_becomes_a_tuple() -> None:
+    config = TransformerConfig(position="learned_grid", position_grid=[8, 12])  # type: ignore[arg-type]
+    assert config.position_grid == (8, 12)
+    assert hash(config) == hash(TransformerConfig(position="learned_grid", position_grid=(8, 12)))
 
 
 def test_mlp_and_norm_variants_forward_backward() -> None:

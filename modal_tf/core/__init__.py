@@ -5,7 +5,13 @@ from modal_tf.core.block import Block, CrossBlock
 from modal_tf.core.cache import DecodingCache, KVCache
 from modal_tf.core.config import TransformerConfig
 from modal_tf.core.masks import self_attention_mask
-from modal_tf.core.positions import LearnedPositions, RotaryPositions, SinusoidalPositions, additive_positions
+from modal_tf.core.positions import (
+    LearnedGridPositions,
+    LearnedPositions,
+    RotaryPositions,
+    SinusoidalPositions,
+    additive_positions,
+)
 from modal_tf.core.transformer import Transformer
 
 __all__ = [
@@ -14,6 +20,7 @@ __all__ = [
     "CrossBlock",
     "DecodingCache",
     "KVCache",
+    "LearnedGridPositions",
     "LearnedPositions",
     "RotaryPositions",
     "SelfAttention",

@@ -14,12 +14,12 @@ from modal_tf.core.config import TransformerConfig
 
 
 def _layer_norm(config: TransformerConfig) -> nn.Module:
-    return nn.LayerNorm(config.dim, bias=config.bias)
+    return nn.LayerNorm(config.dim, eps=config.norm_eps, bias=config.bias)
 
 
 def _rms_norm(config: TransformerConfig) -> nn.Module:
     # Zhang & Sennrich 2019, https://arxiv.org/abs/1910.07467
-    return nn.RMSNorm(config.dim)
+    return nn.RMSNorm(config.dim, eps=config.norm_eps)
 
 
 NORMS: dict[str, Callable[[TransformerConfig], nn.Module]] = {"layernorm": _layer_norm, "rmsnorm": _rms_norm}

@@ -10,11 +10,15 @@ Additive schemes split the model dim across axes, so 2-D sincos for patches
 (Vaswani et al. 2017, https://arxiv.org/abs/1706.03762 §3.5). Rotary positions
 (Su et al. 2021, https://arxiv.org/abs/2104.09864) rotate per axis: the head
 dim's rotation pairs are split across axes (axial RoPE, Heo et al. 2024).
+``learned_grid`` instead learns one full-width vector per cell of the coordinate
+grid (ViT's table, Dosovitskiy et al. 2020, https://arxiv.org/abs/2010.11929),
+so a converted ViT keeps its positions exactly. G_a below is its extent along axis a.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modal_tf.core.config import TransformerConfig
@@ -92,6 +96,79 @@ class LearnedPositions(nn.Module):
         return torch.cat([table(coords[..., axis]) for axis, table in enumerate(self.tables)], dim=-1)
 
 
+class LearnedGridPositions(nn.Module):
+    """One learned D-wide vector per grid cell, looked up by the whole coordinate tuple.
+
+    The table is ``(G_1, ..., G_A, D)``. A sample whose coordinates run past the grid along
+    some axis gets the table resampled bicubically to ``max(G_a, its extent_a)`` per axis and
+    looks up there (ViT's fine-tuning at a higher resolution, Dosovitskiy et al. 2020 §3.2,
+    with timm's ``resample_abs_pos_embed`` settings: bicubic, antialiased, corners not
+    aligned). Samples inside the grid use the table as it is, so what the model does on its
+    training grid never changes, and each row of a padded batch is resampled on its own, so
+    a row's output never depends on its batch companions. Resampling supports 1 or 2 axes.
+
+    The extent of a sample is all of it at once, which suits encoders. A causal decoder that
+    generates past the grid sees a different table at each step, so cached decoding then stops
+    matching full recomputation: give such a decoder a grid as long as its longest sequence.
+    """
+
+    def __init__(self, dim: int, grid: tuple[int, ...]) -> None:
+        super().__init__()
+        if not grid or any(size < 1 for size in grid):
+            raise ValueError(f"learned_grid positions need a positive extent per axis, got grid={grid}")
+        self.grid = tuple(grid)
+        self.dim = dim
+        # std 0.02 like the token embeddings (and timm's ViT), so positions do not drown them.
+        self.table = nn.Parameter(torch.randn(*grid, dim) * 0.02)  # (G_1, ..., G_A, D)
+
+    def forward(self, coords: Tensor) -> Tensor:
+        """Map ``(B, T, A)`` integer coordinates to ``(B, T, D)`` learned features."""
+        _check_coords(coords, len(self.grid))
+        batch, tokens, _ = coords.shape
+        if tokens == 0:
+            return self.table.new_zeros(batch, 0, self.dim)
+        if bool((coords < 0).any()):
+            raise ValueError(f"learned_grid positions need coordinates >= 0, got minimum {int(coords.min())}")
+        grid = torch.tensor(self.grid, device=coords.device)
+        extent = coords.amax(dim=1) + 1  # (B, A); padded slots carry coordinate 0 and never widen it
+        if bool((extent <= grid).all()):
+            return self.table[coords.unbind(-1)]  # (B, T, D)
+        sizes = torch.maximum(extent, grid)  # (B, A) resampled grid of each row
+        features = self.table.new_zeros(batch, tokens, self.dim)
+        for size in sizes.unique(dim=0):  # a batch holds few distinct sizes: one resample each
+            rows = (sizes == size).all(-1)  # (B,)
+            table = self.table if bool((size == grid).all()) else self.resampled(tuple(size.tolist()))
+            features[rows] = table[coords[rows].unbind(-1)]  # (b, T, D)
+        return features
+
+    def resampled(self, size: tuple[int, ...]) -> Tensor:
+        """The table resampled bicubically to ``size`` (one extent per axis): ``(*size, D)``."""
+        axes = len(self.grid)
+        if axes > 2 or len(size) != axes:
+            raise ValueError(
+                f"learned_grid positions resample 1 or 2 axes to a size with one extent per axis; the table "
+                f"covers grid {self.grid}, got coordinates needing size {size}: keep coordinates inside the grid "
+                "or raise TransformerConfig.position_grid"
+            )
+        plane, target = (1,) * (2 - axes) + self.grid, (1,) * (2 - axes) + size  # a 1-axis table is a 1 x G image
+        image = self.table.reshape(*plane, self.dim).permute(2, 0, 1)[None]  # (1, D, G_r, G_c)
+        image = F.interpolate(image.float(), size=target, mode="bicubic", align_corners=False, antialias=True)
+        return image[0].permute(1, 2, 0).reshape(*size, self.dim).to(self.table.dtype)  # (*size, D)
+
+
+def learned_grid_extent(config: TransformerConfig, num_axes: int) -> tuple[int, ...]:
+    """The ``learned_grid`` table extent for an input with ``num_axes`` axes (see ``TransformerConfig``)."""
+    if config.position_grid is not None and len(config.position_grid) == num_axes:
+        return config.position_grid
+    if num_axes == 1:
+        return (config.max_positions,)
+    raise ValueError(
+        f"position='learned_grid' over {num_axes} axes needs TransformerConfig.position_grid with {num_axes} "
+        f"per-axis extents (e.g. [8, 8] for 32x32 images in 4-pixel patches), got {config.position_grid}; "
+        f"only 1-axis inputs fall back to max_positions rows"
+    )
+
+
 class RotaryPositions(nn.Module):
     """Axial rotary embedding: computes ``(cos, sin)`` once per forward for all layers."""
 
@@ -125,4 +202,6 @@ def additive_positions(config: TransformerConfig, num_axes: int) -> nn.Module | 
         return SinusoidalPositions(config.dim, num_axes, config.rope_base)
     if config.position == "learned":
         return LearnedPositions(config.dim, num_axes, config.max_positions)
+    if config.position == "learned_grid":
+        return LearnedGridPositions(config.dim, learned_grid_extent(config, num_axes))
     return None

@@ -42,8 +42,14 @@ class SegmentEmbedder(nn.Module):
         self.names = list(tokenizers)
         self.num_axes = max(len(tokenizer.axes) for tokenizer in tokenizers.values())
         self.embeddings = nn.ModuleDict({name: tok.embedding(config.dim) for name, tok in tokenizers.items()})
-        positions = {name: additive_positions(config, len(tok.axes)) for name, tok in tokenizers.items()}
-        self.positions = nn.ModuleDict({name: module for name, module in positions.items() if module is not None})
+        self.positions = nn.ModuleDict()
+        for name, tokenizer in tokenizers.items():
+            try:
+                module = additive_positions(config, len(tokenizer.axes))
+            except ValueError as error:  # e.g. a 2-axis input with learned_grid but no position_grid
+                raise ValueError(f"input {name!r} with axes {tokenizer.axes}: {error}") from None
+            if module is not None:
+                self.positions[name] = module
         self.types = nn.Embedding(len(tokenizers), config.dim) if len(tokenizers) > 1 else None
         if self.types is not None:
             nn.init.normal_(self.types.weight, std=0.02)
