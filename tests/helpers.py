@@ -46,3 +46,26 @@ def make_reverse_datamodule() -> type:
 
 
 ReverseWords = make_reverse_datamodule()
+
+
+def make_kill_callback() -> type:
+    """A callback that SIGKILLs its own process after a given number of training batches."""
+    import os
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    class KillAfter(Callback):
+        """Simulates a crash: no cleanup, no final checkpoint."""
+
+        def __init__(self, batches: int) -> None:
+            self.batches = batches
+
+        def on_train_batch_end(self, trainer: object, pl_module: object, *args: object) -> None:
+            if getattr(pl_module, "batches_trained", 0) >= self.batches:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfter
+
+
+KillAfter = make_kill_callback()

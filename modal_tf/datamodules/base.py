@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from modal_tf.datamodules.resume import EpochSampler, ResumableLoader
 from modal_tf.task import TaskSpec
 from modal_tf.tokenizers import DiscreteTokenizer, Tokenizer
 
@@ -131,18 +132,26 @@ class ModalDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader[dict[str, Any]]:
         if self.splits is None or self.task is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {split} loader")
-        return DataLoader(
-            self.make_dataset(split),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=Collator(self.task),
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            persistent_workers=self.num_workers > 0,
-        )
+        dataset = self.make_dataset(split)
+        options: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "collate_fn": Collator(self.task),
+            "persistent_workers": self.num_workers > 0,
+        }
+        if not shuffle:
+            return DataLoader(dataset, **options)
+        sampler = EpochSampler(len(dataset), self.seed)  # type: ignore[arg-type]
+        return ResumableLoader(dataset, sampler=sampler, batches_done=self._batches_trained, **options)
+
+    def _batches_trained(self) -> int | None:
+        """Batches the model has trained on so far (restored from checkpoints), for exact resume."""
+        trainer = self.trainer
+        module = trainer.lightning_module if trainer is not None else None
+        return getattr(module, "batches_trained", None)
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """Shuffled training batches."""
+        """Training batches in an order fixed by ``(seed, epoch)``, resumable mid-epoch."""
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader[dict[str, Any]]:

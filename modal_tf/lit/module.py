@@ -8,6 +8,7 @@ tokenizer state stored in the checkpoint (so a checkpoint alone can predict).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from torchmetrics.text import CharErrorRate
 
 from modal_tf.core import TransformerConfig
 from modal_tf.datamodules.base import ModalDataModule
+from modal_tf.datamodules.resume import step_seed
 from modal_tf.lit.optim import OptimizerConfig, build_optimizer
 from modal_tf.models import SHAPES, GenerationConfig, build_model, next_token_loss, shift_target
 from modal_tf.task import TaskSpec
@@ -35,6 +37,11 @@ def _as(cls: type, value: Any) -> Any:
     if not isinstance(value, cls):
         raise TypeError(f"expected {cls.__name__} or dict, got {type(value).__name__}")
     return value
+
+
+def _plain(config: dict[str, Any]) -> dict[str, Any]:
+    """Tuples become lists, so ``hparams.yaml`` stays readable by ``yaml.safe_load``."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in config.items()}
 
 
 def _batch_size(batch: dict[str, Any]) -> int:
@@ -55,6 +62,8 @@ class ModalModule(pl.LightningModule):
         generate_metrics: Run generation for exact-match / CER during validation and test.
         timm_model: With ``shape: timm``, the timm architecture (a CNN baseline on the same patches).
         timm_kwargs: With ``shape: timm``, extra ``timm.create_model`` arguments.
+        nonfinite: A NaN/inf training loss stops training with an error naming the step (``raise``)
+            or skips that batch's update (``skip``; each skip is logged as ``train/skipped``).
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class ModalModule(pl.LightningModule):
         generate_metrics: bool = True,
         timm_model: str = "resnet18",
         timm_kwargs: dict[str, Any] | None = None,
+        nonfinite: Literal["raise", "skip"] = "raise",
     ) -> None:
         super().__init__()
         if shape not in SHAPES:
@@ -78,17 +88,23 @@ class ModalModule(pl.LightningModule):
         self.pooling = pooling
         self.generate_metrics = generate_metrics
         self.timm_model, self.timm_kwargs = timm_model, dict(timm_kwargs or {})
+        if nonfinite not in ("raise", "skip"):
+            raise ValueError(f"model.nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.batches_trained = 0  # restored from checkpoints; drives exact mid-epoch resume
+        self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         # Plain types only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {
                 "shape": shape,
-                "transformer": asdict(self.transformer_config),
-                "optimizer": {**asdict(self.optimizer_config), "betas": list(self.optimizer_config.betas)},
+                "transformer": _plain(asdict(self.transformer_config)),
+                "optimizer": _plain(asdict(self.optimizer_config)),
                 "pooling": pooling,
                 "generation": asdict(self.generation_config),
                 "generate_metrics": generate_metrics,
                 "timm_model": timm_model,
                 "timm_kwargs": self.timm_kwargs,
+                "nonfinite": nonfinite,
             }
         )
         self.task: TaskSpec | None = None
@@ -133,7 +149,7 @@ class ModalModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the tokenizers' JSON state beside the weights."""
         if self.task is not None:
-            checkpoint[CHECKPOINT_KEY] = {"task": self.task.state_dict()}
+            checkpoint[CHECKPOINT_KEY] = {"task": self.task.state_dict(), "batches_trained": self.batches_trained}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Rebuild tokenizers and network from the checkpoint before weights load."""
@@ -141,6 +157,7 @@ class ModalModule(pl.LightningModule):
         if state is None:
             raise ValueError("checkpoint has no modal_tf task state; it was not written by ModalModule")
         self.configure_task(TaskSpec.from_state_dict(state["task"]))
+        self.batches_trained = int(state.get("batches_trained", 0))
 
     def _net(self) -> nn.Module:
         if self.net is None:
@@ -167,14 +184,27 @@ class ModalModule(pl.LightningModule):
             bytes_per_token = getattr(getattr(self.trainer, "datamodule", None), "bytes_per_token", {}).get(stage)
             if bytes_per_token:  # language modelling: report bits per byte of text, comparable across tokenizers
                 self.log(f"{stage}/bpb", loss.detach() / math.log(2) / bytes_per_token, batch_size=size, prog_bar=True)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite {stage} loss {loss.item()} at global step {self.global_step}")
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=size, sync_dist=stage != "train")
         return loss
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """One optimization step's loss."""
-        return self._step(batch, "train")
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Re-derive all randomness (dropout) from ``(seed, batches trained, rank)``, so a resumed run
+        draws exactly what an uninterrupted one would."""
+        torch.manual_seed(step_seed(self.seed, self.batches_trained, self.global_rank))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        """One optimization step's loss (None skips the update, when ``nonfinite: skip``)."""
+        self.batches_trained += 1
+        loss = self._step(batch, "train")
+        if torch.isfinite(loss):
+            return loss
+        if self.nonfinite == "raise":
+            raise FloatingPointError(
+                f"non-finite training loss {loss.item()} at global step {self.global_step} (batch {batch_idx}); "
+                "lower the learning rate, check the data, or set model.nonfinite=skip"
+            )
+        self.log("train/skipped", 1.0, reduce_fx="sum", batch_size=1)
+        return None
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Loss, accuracy and (generation tasks) exact match / CER."""
