@@ -9,14 +9,14 @@ goes through LightningCLI (every constructor argument is a flag and a YAML key).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-RUNS_DIR = "runs"
 
 
 def recipes_root() -> Path:
@@ -68,30 +68,33 @@ def _demo(argv: Sequence[str]) -> int:
     return demo_main(argv)
 
 
+def _export(argv: Sequence[str]) -> int:
+    import argparse
+
+    from modal_tf.export import export_checkpoint
+
+    parser = argparse.ArgumentParser(prog="modal-tf export", description="checkpoint -> safetensors + JSON folder")
+    parser.add_argument("--ckpt", required=True, help="a ModalModule checkpoint (.ckpt)")
+    parser.add_argument("--out", required=True, help="folder to write model.safetensors, config.json, tokenizers.json")
+    options = parser.parse_args(list(argv))
+    folder = export_checkpoint(options.ckpt, options.out)
+    print(f"exported {options.ckpt} to {folder}/ (load it with modal_tf.load_pretrained({str(folder)!r}))")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": _demo,
+    "export": _export,
     "recipes": _print_recipes,
     "tokenizers": _print_tokenizers,
 }
 
 
-def build_cli(args: Sequence[str] | None = None, run: bool = True) -> object:
-    """LightningCLI over ``ModalModule`` and any ``ModalDataModule`` subclass."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.cli import LightningCLI
-    from lightning.pytorch.trainer import Trainer
-
+def build_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
+    """LightningCLI over ``ModalModule`` and any ``ModalDataModule`` subclass (see ``modal_tf.lit.cli``)."""
     from modal_tf.datamodules import ModalDataModule
     from modal_tf.lit import ModalModule
-    from modal_tf.lit.predictions import JsonlPredictionWriter
-
-    class ModalCLI(LightningCLI):
-        def instantiate_trainer(self, **kwargs: object) -> Trainer:
-            config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-            if config["trainer"].get("enable_progress_bar") is False:  # a progress bar callback would conflict
-                callbacks = self.trainer_defaults["callbacks"]
-                self.trainer_defaults["callbacks"] = [c for c in callbacks if not isinstance(c, RichProgressBar)]
-            return super().instantiate_trainer(**kwargs)
+    from modal_tf.lit.cli import ModalCLI, trainer_defaults
 
     return ModalCLI(
         ModalModule,
@@ -101,19 +104,23 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> object:
         run=run,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS_DIR}},
-            "callbacks": [RichProgressBar(leave=True), ModelCheckpoint(save_last=True), JsonlPredictionWriter()],
-        },
+        trainer_defaults=trainer_defaults(),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modal-tf`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in COMMANDS:
-        return COMMANDS[args[0]](args[1:])
-    build_cli(None if argv is None else args)
+    try:
+        if args and args[0] in COMMANDS:
+            return COMMANDS[args[0]](args[1:])
+        build_cli(None if argv is None else args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as error:
+        if os.environ.get("MODAL_TF_TRACEBACK") or argv is not None:
+            raise  # in-process callers (tests, notebooks) get the exception itself
+        print(f"modal-tf: error: {error}", file=sys.stderr)
+        print("(set MODAL_TF_TRACEBACK=1 for the full traceback)", file=sys.stderr)
+        return 2
     return 0
 
 

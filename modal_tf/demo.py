@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ TOUR = (
 def run_stop(stop: Stop, output: Path, extra: Sequence[str]) -> dict[str, Any]:
     """Fit then test one recipe; return its summary row."""
     name = stop.title.replace(",", "").replace(" ", "_")
+    shutil.rmtree(output / name, ignore_errors=True)  # the tour's runs are disposable: rerunning starts fresh
     args = [
         "--config",
         str(recipes_root() / stop.recipe),

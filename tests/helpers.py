@@ -69,3 +69,23 @@ def make_kill_callback() -> type:
 
 
 KillAfter = make_kill_callback()
+
+
+def make_poison_callback() -> type:
+    """A callback that turns one weight NaN before a given training batch (to test non-finite handling)."""
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    class PoisonAt(Callback):
+        def __init__(self, batch: int) -> None:
+            self.batch = batch
+
+        def on_train_batch_start(self, trainer: object, pl_module: object, batch: object, batch_idx: int) -> None:
+            if batch_idx == self.batch:
+                with torch.no_grad():
+                    next(pl_module.net.parameters()).fill_(float("nan"))  # type: ignore[attr-defined]
+
+    return PoisonAt
+
+
+PoisonAt = make_poison_callback()

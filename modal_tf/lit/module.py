@@ -18,6 +18,7 @@ import torchmetrics
 from torch import Tensor, nn
 from torchmetrics.text import CharErrorRate
 
+from modal_tf.checkpoints import load_checkpoint_file
 from modal_tf.core import TransformerConfig
 from modal_tf.datamodules.base import ModalDataModule
 from modal_tf.datamodules.resume import step_seed
@@ -163,6 +164,18 @@ class ModalModule(pl.LightningModule):
         if self.net is None:
             raise RuntimeError("the model is not built yet: call configure_task() or run it under a Trainer")
         return self.net
+
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: Any = "cpu") -> ModalModule:
+        """Rebuild a trained module from a checkpoint alone (``weights_only=True``; no pickle code runs)."""
+        checkpoint = load_checkpoint_file(path, map_location)
+        for key in ("hyper_parameters", "state_dict"):
+            if key not in checkpoint:
+                raise ValueError(f"checkpoint {path} has no {key!r}: it was not written by a Lightning Trainer")
+        module = cls(**checkpoint["hyper_parameters"])
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module.eval()
 
     # ----- steps ----------------------------------------------------------------------------------------------
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
