@@ -82,10 +82,17 @@ def _export(argv: Sequence[str]) -> int:
     return 0
 
 
+def _rollout(argv: Sequence[str]) -> int:
+    from modal_tf.robot.command import main as rollout_main
+
+    return rollout_main(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": _demo,
     "export": _export,
     "recipes": _print_recipes,
+    "rollout": _rollout,
     "tokenizers": _print_tokenizers,
 }
 

@@ -29,7 +29,7 @@ from modal_tf.models import GenerationConfig, build_model
 from modal_tf.task import TaskSpec
 
 FORMAT = 1
-MODEL_KEYS = ("shape", "transformer", "pooling", "generation", "timm_model", "timm_kwargs")
+MODEL_KEYS = ("shape", "transformer", "pooling", "generation", "timm_model", "timm_kwargs", "num_slots")
 
 
 @dataclass
@@ -54,11 +54,12 @@ def build_network(config: dict[str, Any], task: TaskSpec) -> nn.Module:
         config.get("pooling", "cls"),
         config.get("timm_model", "resnet18"),
         config.get("timm_kwargs"),
+        config.get("num_slots", 16),
     )
 
 
-def export_checkpoint(checkpoint_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Write ``model.safetensors``, ``config.json`` and ``tokenizers.json`` for a ModalModule checkpoint."""
+def pretrained_from_checkpoint(checkpoint_path: str | os.PathLike[str], device: str = "cpu") -> Pretrained:
+    """The network of a ModalModule checkpoint without Lightning (``weights_only=True``), in eval mode."""
     checkpoint = load_checkpoint_file(checkpoint_path)
     hyper = checkpoint.get("hyper_parameters")
     state = checkpoint.get("modal_tf")
@@ -71,7 +72,14 @@ def export_checkpoint(checkpoint_path: str | os.PathLike[str], out: str | os.Pat
         key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")
     }
     network.load_state_dict(weights)
+    generation = GenerationConfig(**config.get("generation", {}))
+    return Pretrained(network.to(device).eval(), task, generation, config)
 
+
+def export_checkpoint(checkpoint_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Write ``model.safetensors``, ``config.json`` and ``tokenizers.json`` for a ModalModule checkpoint."""
+    pretrained = pretrained_from_checkpoint(checkpoint_path)
+    network, task, config = pretrained.model, pretrained.task, pretrained.config
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".model.", suffix=".safetensors", dir=folder)

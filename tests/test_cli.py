@@ -40,7 +40,7 @@ def test_recipes_exist_and_describe_themselves() -> None:
     assert all(recipe_description(path) for path in recipes)
 
 
-SMALL_DATA = {"num_train": 64, "num_eval": 16, "num_val": 16, "num_test": 16}
+SMALL_DATA = {"num_train": 64, "num_eval": 16, "num_val": 16, "num_test": 16, "num_episodes": 8, "num_eval_episodes": 2}
 
 
 def real_data_overrides(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -51,9 +51,27 @@ def test_build_model_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="must be one of"):
         build_model("rnn", config(), {"text": BYTES}, num_classes=2)
     with pytest.raises(ValueError, match="needs a classification task"):
-        build_model("encoder_only", config(), {"text": BYTES}, target=BYTES)
+        build_model("timm", config(), {"text": BYTES}, target=BYTES)
     with pytest.raises(ValueError, match="no target tokenizer"):
         build_model("decoder_only", config(), {"text": BYTES}, num_classes=2)
+
+
+def test_encoder_chunk_predicts_every_slot_in_one_pass() -> None:
+    from modal_tf.models import EncoderChunk
+
+    model = build_model("encoder_only", config(), {"text": BYTES}, target=BYTES, num_slots=5)
+    assert isinstance(model, EncoderChunk)
+    target = text_batch(["ab", "abcdef"])  # content only: slot labels are everything after bos, so wrap first
+    wrapped = BYTES.collate([BYTES.encode_target("ab"), BYTES.encode_target("abcdef")])
+    labels = model.slot_labels(wrapped)
+    assert labels.shape == (2, 5)
+    assert labels[0].tolist() == [97, 98, BYTES.eos_id, -100, -100]  # "ab" + eos, then ignored padding
+    assert labels[1].tolist() == [97, 98, 99, 100, 101]  # cut to 5 slots
+    logits = model({"text": target})
+    assert logits.shape == (2, 5, BYTES.vocab_size)
+    check_backward(model, torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100))
+    out = model.eval().generate({"text": target})
+    assert out.tokens.shape == (2, 5) and not torch.isin(out.tokens, torch.tensor([BYTES.pad_id, BYTES.bos_id])).any()
 
 
 def test_embedder_rejects_out_of_range_ids() -> None:

@@ -23,7 +23,7 @@ from modal_tf.core import TransformerConfig
 from modal_tf.datamodules.base import ModalDataModule
 from modal_tf.datamodules.resume import step_seed
 from modal_tf.lit.optim import OptimizerConfig, build_optimizer
-from modal_tf.models import SHAPES, GenerationConfig, build_model, next_token_loss, shift_target
+from modal_tf.models import SHAPES, EncoderChunk, GenerationConfig, build_model, next_token_loss, shift_target
 from modal_tf.task import TaskSpec
 
 CHECKPOINT_KEY = "modal_tf"
@@ -65,6 +65,8 @@ class ModalModule(pl.LightningModule):
         timm_kwargs: With ``shape: timm``, extra ``timm.create_model`` arguments.
         nonfinite: A NaN/inf training loss stops training with an error naming the step (``raise``)
             or skips that batch's update (``skip``; each skip is logged as ``train/skipped``).
+        num_slots: With ``shape: encoder_only`` on a generation task, target tokens predicted in
+            parallel (content plus EOS; e.g. an action chunk's steps x dims + 1).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class ModalModule(pl.LightningModule):
         timm_model: str = "resnet18",
         timm_kwargs: dict[str, Any] | None = None,
         nonfinite: Literal["raise", "skip"] = "raise",
+        num_slots: int = 16,
     ) -> None:
         super().__init__()
         if shape not in SHAPES:
@@ -92,6 +95,7 @@ class ModalModule(pl.LightningModule):
         if nonfinite not in ("raise", "skip"):
             raise ValueError(f"model.nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
         self.nonfinite = nonfinite
+        self.num_slots = num_slots
         self.batches_trained = 0  # restored from checkpoints; drives exact mid-epoch resume
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         # Plain types only, so checkpoints load with torch.load(weights_only=True).
@@ -106,6 +110,7 @@ class ModalModule(pl.LightningModule):
                 "timm_model": timm_model,
                 "timm_kwargs": self.timm_kwargs,
                 "nonfinite": nonfinite,
+                "num_slots": num_slots,
             }
         )
         self.task: TaskSpec | None = None
@@ -126,6 +131,7 @@ class ModalModule(pl.LightningModule):
             self.pooling,
             self.timm_model,
             self.timm_kwargs,
+            self.num_slots,
         )
         if task.kind == "classify":
             for stage in ("train", "val", "test"):
@@ -188,8 +194,12 @@ class ModalModule(pl.LightningModule):
             metric(logits.detach(), batch["labels"])
             self.log(f"{stage}/acc", metric, prog_bar=True, batch_size=size)
         else:
-            decoder_input, labels = shift_target(batch["target"])
-            logits = net(batch["inputs"], decoder_input)
+            if isinstance(net, EncoderChunk):  # parallel decoding: every slot at once
+                labels = net.slot_labels(batch["target"])
+                logits = net(batch["inputs"])
+            else:
+                decoder_input, labels = shift_target(batch["target"])
+                logits = net(batch["inputs"], decoder_input)
             loss = next_token_loss(logits, labels)
             real = labels != -100
             accuracy = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp_min(1)

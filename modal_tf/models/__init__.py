@@ -9,6 +9,7 @@ from torch import nn
 
 from modal_tf.core import TransformerConfig
 from modal_tf.models.decoder_only import DecoderOnly
+from modal_tf.models.encoder_chunk import EncoderChunk
 from modal_tf.models.encoder_decoder import EncoderDecoder
 from modal_tf.models.encoder_only import EncoderOnly
 from modal_tf.models.generation import GenerationConfig, GenerationOutput, generate
@@ -27,12 +28,13 @@ def build_model(
     pooling: str = "cls",
     timm_model: str = "resnet18",
     timm_kwargs: Mapping[str, Any] | None = None,
+    num_slots: int = 16,
 ) -> nn.Module:
     """Build the model ``shape`` for a task.
 
     Classification (``num_classes``) needs ``encoder_only`` (or ``timm``, a CNN/timm baseline on
-    the same patch tokens); sequence generation (``target``) needs ``decoder_only`` (inputs become a
-    prefix) or ``encoder_decoder``.
+    the same patch tokens); sequence generation (``target``) uses ``decoder_only`` (inputs become a
+    prefix), ``encoder_decoder``, or ``encoder_only`` (``num_slots`` tokens predicted in parallel).
     """
     if shape not in SHAPES:
         raise ValueError(f"model shape must be one of {SHAPES}, got {shape!r}")
@@ -42,14 +44,14 @@ def build_model(
         from modal_tf.models.timm_image import TimmImageClassifier
 
         return TimmImageClassifier(timm_model, inputs, num_classes, timm_kwargs)
-    if shape == "encoder_only":
-        if num_classes is None:
-            raise ValueError("shape 'encoder_only' needs a classification task (num_classes), got a generation task")
+    if shape == "encoder_only" and num_classes is not None:
         return EncoderOnly(config, inputs, num_classes, pooling)
     if target is None:
         raise ValueError(f"shape {shape!r} generates a target sequence, but the task has no target tokenizer")
     if not isinstance(target, DiscreteTokenizer):
         raise TypeError(f"the target tokenizer must be discrete (ids), got {type(target).__name__}")
+    if shape == "encoder_only":
+        return EncoderChunk(config, inputs, target, num_slots)
     if shape == "decoder_only":
         return DecoderOnly(config, target, inputs)
     return EncoderDecoder(config, inputs, target)
@@ -58,6 +60,7 @@ def build_model(
 __all__ = [
     "SHAPES",
     "DecoderOnly",
+    "EncoderChunk",
     "EncoderDecoder",
     "EncoderOnly",
     "GenerationConfig",

@@ -21,6 +21,7 @@ from modal_tf.tokenizers.registry import (
     tokenizer_from_state,
 )
 from modal_tf.tokenizers.spectrogram import Audio, SpectrogramTokenizer
+from modal_tf.tokenizers.vector import VectorTokenizer
 from modal_tf.tokenizers.whisper_stem import WhisperFrameTokenizer
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "TokenBatch",
     "Tokenizer",
     "Tokens",
+    "VectorTokenizer",
     "WhisperFrameTokenizer",
     "collate_tokens",
     "create_tokenizer",
