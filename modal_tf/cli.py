@@ -97,6 +97,25 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def check_config_files(args: Sequence[str]) -> None:
+    """Fail early, naming the file, when a ``--config`` file is missing or is not valid YAML."""
+    import yaml
+
+    for index, arg in enumerate(args):
+        if arg in ("--config", "-c") and index + 1 < len(args):
+            path = Path(args[index + 1])
+        elif arg.startswith("--config="):
+            path = Path(arg.split("=", 1)[1])
+        else:
+            continue
+        if not path.is_file():
+            raise FileNotFoundError(f"--config {path}: file not found (list bundled recipes with: modal-tf recipes)")
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ValueError(f"--config {path}: not valid YAML: {error}") from None
+
+
 def build_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     """LightningCLI over ``ModalModule`` and any ``ModalDataModule`` subclass (see ``modal_tf.lit.cli``)."""
     from modal_tf.datamodules import ModalDataModule
@@ -121,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] in COMMANDS:
             return COMMANDS[args[0]](args[1:])
+        check_config_files(args)
         build_cli(None if argv is None else args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as error:
         if os.environ.get("MODAL_TF_TRACEBACK") or argv is not None:

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.trainer import Trainer
 
+from modal_tf.checkpoints import load_checkpoint_file
 from modal_tf.lit.checkpoint_io import SafeCheckpointIO
 from modal_tf.lit.predictions import JsonlPredictionWriter
 
@@ -38,6 +39,14 @@ class ModalCLI(LightningCLI):
     - ``--ckpt_path=last`` with no such file fails (Lightning would warn and train from scratch).
     - A fresh ``fit`` into a folder that already holds checkpoints fails instead of overwriting them.
     """
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads hyper-parameters from ``--ckpt_path``; check the file first, with a clear error."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and path != "last" and Path(path).is_file():
+            load_checkpoint_file(path)  # ValueError naming the file if it is corrupt or not plain data
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """Give CSV loggers a fixed (empty) version unless the user chose one."""
