@@ -4,7 +4,9 @@
 goes through LightningCLI (every constructor argument is a flag and a YAML key).
 ``modal-tf tokenizers`` lists registered tokenizers (entry points included);
 ``modal-tf recipes`` lists the bundled recipes with a one-line description;
-``modal-tf demo`` trains the bundled tour and prints a summary.
+``modal-tf demo`` trains the bundled tour and prints a summary; ``modal-tf export``, ``rollout``,
+``attention`` and ``compare`` export checkpoints, run robot policies closed-loop, draw attention
+maps and compare ViTs with CNNs.
 """
 
 from __future__ import annotations
@@ -88,7 +90,14 @@ def _rollout(argv: Sequence[str]) -> int:
     return rollout_main(argv)
 
 
+def _attention(argv: Sequence[str]) -> int:
+    from modal_tf.inspect.command import main as attention_main
+
+    return attention_main(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "attention": _attention,
     "demo": _demo,
     "export": _export,
     "recipes": _print_recipes,

@@ -10,7 +10,20 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "modal_tf"
 TRAINING_LAYER = ("lit", "datamodules", "cli.py", "demo.py")
-LOWER_LAYERS = ("core", "tokenizers", "models", "task.py", "testing", "data", "atomic.py", "convert", "robot")
+LOWER_LAYERS = (
+    "core",
+    "tokenizers",
+    "models",
+    "task.py",
+    "testing",
+    "data",
+    "atomic.py",
+    "convert",
+    "robot",
+    "inspect",
+    "export.py",
+    "checkpoints.py",
+)
 
 
 def imports_of(path: Path) -> set[str]:

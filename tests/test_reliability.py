@@ -198,3 +198,18 @@ def test_two_runs_give_identical_metrics(tmp_path: Path) -> None:
         )
     first, second = ((tmp_path / name / "metrics.csv").read_text() for name in ("a", "b"))
     assert first == second and "val/acc" in first
+
+
+def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    """``trainer.strategy=ddp`` with ``devices=2`` (gloo) trains a recipe end to end."""
+    result = modal_tf_fit(
+        tmp_path,
+        "ddp",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.max_epochs=1",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    checkpoint = load_checkpoint_file(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 3  # 320 samples / (2 ranks x 64) rounded up
