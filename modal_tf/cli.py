@@ -96,8 +96,15 @@ def _attention(argv: Sequence[str]) -> int:
     return attention_main(argv)
 
 
+def _compare(argv: Sequence[str]) -> int:
+    from modal_tf.compare import main as compare_main
+
+    return compare_main(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "attention": _attention,
+    "compare": _compare,
     "demo": _demo,
     "export": _export,
     "recipes": _print_recipes,

@@ -155,5 +155,6 @@ def test_demo_quick_runs_and_writes_a_summary(tmp_path: Path) -> None:
 
     main(["demo", "--quick", f"--output={tmp_path}"])
     rows = json.loads((tmp_path / "summary.json").read_text())
-    assert [row["run"] for row in rows] == ["order task, sinusoidal positions", "order task, no positions"]
+    assert [row["modality"] for row in rows] == ["text", "text", "vision", "audio", "robot"]
     assert all(0.0 <= row["value"] <= 1.0 for row in rows)
+    assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"

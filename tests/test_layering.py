@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "modal_tf"
-TRAINING_LAYER = ("lit", "datamodules", "cli.py", "demo.py")
+TRAINING_LAYER = ("lit", "datamodules", "compare", "cli.py", "demo.py")
 LOWER_LAYERS = (
     "core",
     "tokenizers",

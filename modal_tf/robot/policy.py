@@ -49,12 +49,21 @@ class ModelPolicy:
         chunks = []
         for row, length in zip(output.tokens, output.lengths, strict=True):
             ids = [value for value in row[:length].tolist() if value != self.target.eos_id]
-            try:
-                actions = np.asarray(self.target.decode(ids), dtype=np.float32).reshape(-1, 2)
-                if actions.shape[0] == 0:
-                    raise ValueError("empty chunk")
-            except ValueError:
+            actions = self._decode(ids)
+            if actions is None:
                 self.failures += 1
                 actions = np.zeros((1, 2), dtype=np.float32)
             chunks.append(actions)
         return chunks
+
+    def _decode(self, ids: list[int]) -> np.ndarray | None:
+        """The longest decodable prefix of ``ids`` as ``(k, 2)`` actions (a generated chunk may end
+        mid-step); None if not even one step decodes."""
+        for end in range(len(ids), 0, -1):
+            try:
+                actions = np.asarray(self.target.decode(ids[:end]), dtype=np.float32).reshape(-1, 2)
+            except ValueError:
+                continue
+            if actions.shape[0]:
+                return actions
+        return None

@@ -1,0 +1,105 @@
+"""Train and test bundled recipes, and record the metrics and wall times that README's recipe table quotes.
+
+Each recipe runs ``modal-tf fit`` then ``modal-tf test --ckpt_path=last`` in fresh processes, one at
+a time (nothing else should run on the machine), into ``runs/measure/<recipe>/``. Robot recipes
+also run ``modal-tf rollout`` on held-out simulator seeds. Results go to ``docs/recipe_results.json``.
+
+    python benchmarks/recipes.py text/who_did_it vision/encoder_classify_digits ...
+    python benchmarks/recipes.py --all
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "recipe_results.json"
+CLI = str(Path(sys.executable).with_name("modal-tf"))
+
+
+def run(command: list[str]) -> float:
+    """Run a command, echoing it; return its wall time in seconds."""
+    print("$", " ".join(command), flush=True)
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return time.perf_counter() - started
+
+
+def last_metrics(path: Path) -> dict[str, float]:
+    """The last non-empty value of every column of a Lightning CSV log."""
+    values: dict[str, float] = {}
+    with path.open() as stream:
+        for row in csv.DictReader(stream):
+            values.update({key: float(value) for key, value in row.items() if value not in ("", None)})
+    return values
+
+
+def measure(recipe: str, save_dir: Path) -> dict[str, object]:
+    """Fit, test (and roll out, for robot recipes) one recipe."""
+    name = recipe.replace("/", "_")
+    shutil.rmtree(save_dir / name, ignore_errors=True)
+    common = [f"--trainer.logger.init_args.save_dir={save_dir}", f"--trainer.logger.init_args.name={name}"]
+    config = ["--config", f"recipes/{recipe}.yaml", "--trainer.enable_progress_bar=false"]
+    fit_seconds = run([CLI, "fit", *config, *common])
+    test_seconds = run([CLI, "test", *config, *common, "--ckpt_path=last"])
+    result: dict[str, object] = {
+        "recipe": recipe,
+        "fit_seconds": round(fit_seconds, 1),
+        "test_seconds": round(test_seconds, 1),
+        "test": last_metrics(save_dir / name / "test" / "metrics.csv"),
+        "val": {k: v for k, v in last_metrics(save_dir / name / "metrics.csv").items() if k.startswith("val/")},
+        "command": f"modal-tf fit --config recipes/{recipe}.yaml && "
+        f"modal-tf test --config recipes/{recipe}.yaml --ckpt_path=last",
+    }
+    if recipe.startswith("robot/"):
+        out = save_dir / name / "rollout"
+        run(
+            [
+                CLI,
+                "rollout",
+                f"--ckpt={save_dir / name / 'checkpoints' / 'last.ckpt'}",
+                "--episodes=100",
+                f"--out={out}",
+            ]
+        )
+        result["rollout"] = json.loads((out / "rollout.json").read_text())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="*", help="recipe names like text/who_did_it")
+    parser.add_argument("--all", action="store_true", help="every embedded-data recipe")
+    parser.add_argument("--save-dir", default="runs/measure")
+    options = parser.parse_args()
+    recipes = options.recipes
+    if options.all:
+        recipes = [
+            str(path.relative_to(ROOT / "recipes").with_suffix(""))
+            for path in sorted((ROOT / "recipes").glob("*/*.yaml"))
+            if not any(real in path.name for real in ("cifar10", "speech_commands"))
+        ]
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for recipe in recipes:
+        entry = measure(recipe, Path(options.save_dir))
+        entry["machine"] = f"{platform.machine()} {os.cpu_count()} cores, torch threads default"
+        results[recipe] = entry
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
+        print(json.dumps(entry, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
