@@ -71,6 +71,7 @@ def measure(recipe: str, save_dir: Path) -> dict[str, object]:
                 "rollout",
                 f"--ckpt={save_dir / name / 'checkpoints' / 'last.ckpt'}",
                 "--episodes=100",
+                "--execute=1",  # re-plan after every action (receding horizon)
                 f"--out={out}",
             ]
         )
