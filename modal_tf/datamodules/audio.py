@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from modal_tf.data import dtmf
 from modal_tf.data.audio_io import read_audio
 from modal_tf.data.augment import SpecAugment
-from modal_tf.datamodules.base import EncodedDataset, ModalDataModule, Sample, require_discrete
+from modal_tf.datamodules.base import EncodedDataset, ModalDataModule, Sample, require_discrete, seeded_splits
 from modal_tf.task import TaskSpec
 from modal_tf.tokenizers import Audio, SpectrogramTokenizer, tokenizer_from_spec
 
@@ -111,13 +111,14 @@ class KeypadKeys(AudioDataModule):
 
     def build_splits(self) -> dict[str, list[Sample]]:
         """Independently seeded splits."""
-        return {
-            split: [
+        return seeded_splits(
+            self.sizes,
+            self.seed,
+            lambda size, seed: [
                 {"inputs": {"audio": Audio(wave, dtmf.SAMPLE_RATE)}, "label": label}
-                for wave, label in dtmf.key_clips(size, self.seed * 1000 + offset)
-            ]
-            for offset, (split, size) in enumerate(self.sizes.items())
-        }
+                for wave, label in dtmf.key_clips(size, seed)
+            ],
+        )
 
     def build_task(self) -> TaskSpec:
         """Audio in, one of 16 keys out."""
@@ -163,13 +164,14 @@ class KeypadSequences(AudioDataModule):
 
     def build_splits(self) -> dict[str, list[Sample]]:
         """Independently seeded splits."""
-        return {
-            split: [
+        return seeded_splits(
+            self.sizes,
+            self.seed,
+            lambda size, seed: [
                 {"inputs": {"audio": Audio(wave, dtmf.SAMPLE_RATE)}, "target": keys}
-                for wave, keys in dtmf.sequence_clips(size, self.seed * 1000 + offset, *self.key_range)
-            ]
-            for offset, (split, size) in enumerate(self.sizes.items())
-        }
+                for wave, keys in dtmf.sequence_clips(size, seed, *self.key_range)
+            ],
+        )
 
     def build_task(self) -> TaskSpec:
         """Audio in, key string out."""

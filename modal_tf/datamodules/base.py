@@ -9,7 +9,7 @@ A sample is ``{"inputs": {name: raw, ...}, "label": int}`` (classification) or
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,6 +22,11 @@ from modal_tf.tokenizers import DiscreteTokenizer, Tokenizer
 
 Sample = dict[str, Any]
 SPLITS = ("train", "val", "test")
+
+
+def seeded_splits(sizes: dict[str, int], seed: int, make: Callable[[int, int], list[Any]]) -> dict[str, list[Any]]:
+    """``make(size, split_seed)`` per split; the i-th split (train, val, test order) gets ``seed * 1000 + i``."""
+    return {split: make(size, seed * 1000 + offset) for offset, (split, size) in enumerate(sizes.items())}
 
 
 def require_discrete(tokenizer: Tokenizer, argument: str) -> DiscreteTokenizer:

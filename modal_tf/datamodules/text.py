@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from modal_tf.data import numbers, pydoc_corpus, text_files
 from modal_tf.data.who_did_it import NAMES, who_did_it_samples
-from modal_tf.datamodules.base import ModalDataModule, Sample, require_discrete
+from modal_tf.datamodules.base import ModalDataModule, Sample, require_discrete, seeded_splits
 from modal_tf.task import TaskSpec
 from modal_tf.tokenizers import Tokens, tokenizer_from_spec
 
@@ -68,13 +68,13 @@ class WhoDidIt(ModalDataModule):
 
     def build_splits(self) -> dict[str, list[Sample]]:
         """Three independently seeded splits."""
-        return {
-            split: [
-                {"inputs": {"text": text}, "label": label}
-                for text, label in who_did_it_samples(size, self.seed * 1000 + offset)
-            ]
-            for offset, (split, size) in enumerate(self.sizes.items())
-        }
+        return seeded_splits(
+            self.sizes,
+            self.seed,
+            lambda size, seed: [
+                {"inputs": {"text": text}, "label": label} for text, label in who_did_it_samples(size, seed)
+            ],
+        )
 
     def build_task(self) -> TaskSpec:
         """One text input; the classes are the two names."""

@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from modal_tf.data import digits, image_sources, shapes
-from modal_tf.datamodules.base import ModalDataModule, Sample, require_discrete
+from modal_tf.datamodules.base import ModalDataModule, Sample, require_discrete, seeded_splits
 from modal_tf.task import TaskSpec
 from modal_tf.tokenizers import tokenizer_from_spec
 
@@ -71,13 +71,11 @@ class ImageClassification(ModalDataModule):
             self.class_names = [str(digit) for digit in range(10)]
         elif self.source == "shapes":
             sizes = {"train": self.num_train, "val": self.num_eval, "test": self.num_eval}
-            splits = {
-                split: [
-                    (image, label)
-                    for image, label, _ in shapes.shape_scenes(size, self.seed * 1000 + offset, self.canvas)
-                ]
-                for offset, (split, size) in enumerate(sizes.items())
-            }
+            splits = seeded_splits(
+                sizes,
+                self.seed,
+                lambda size, seed: [(image, label) for image, label, _ in shapes.shape_scenes(size, seed, self.canvas)],
+            )
             self.class_names = list(shapes.KINDS)
         elif self.source in ("cifar10", "mnist"):
             splits, self.class_names = image_sources.torchvision_splits(self.source, self.root, self.download)
@@ -135,13 +133,14 @@ class ShapeCaptions(ModalDataModule):
 
     def build_splits(self) -> dict[str, list[Sample]]:
         """Captioned scenes per split (independent seeds)."""
-        return {
-            split: [
+        return seeded_splits(
+            self.sizes,
+            self.seed,
+            lambda size, seed: [
                 {"inputs": {"image": image}, "target": text}
-                for image, _, text in shapes.shape_scenes(size, self.seed * 1000 + offset, self.canvas, self.max_shapes)
-            ]
-            for offset, (split, size) in enumerate(self.sizes.items())
-        }
+                for image, _, text in shapes.shape_scenes(size, seed, self.canvas, self.max_shapes)
+            ],
+        )
 
     def build_task(self) -> TaskSpec:
         """Image in, caption out."""
