@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from modal_tf.atomic import atomic_write_text
 
 STATE_FORMAT = 1
 Self = TypeVar("Self", bound="Tokenizer")
+Seq = TypeVar("Seq", bytes, list[int])
 
 
 class Tokens(NamedTuple):
@@ -208,6 +210,18 @@ class FeatureTokenizer(Tokenizer):
     def embedding(self, dim: int) -> nn.Module:
         """A linear projection ``F -> dim``."""
         return nn.Linear(self.feature_dim, dim)
+
+
+def enforce_max_length(items: Seq, max_length: int | None, truncate: bool, unit: str, stacklevel: int = 2) -> Seq:
+    """``items`` (bytes, ids) within ``max_length``: raise ``ValueError``, or cut with a warning when ``truncate``."""
+    if max_length is None or len(items) <= max_length:
+        return items
+    if not truncate:
+        raise ValueError(
+            f"text encodes to {len(items)} {unit}, more than max_length={max_length}; shorten it or set truncate=True"
+        )
+    warnings.warn(f"text of {len(items)} {unit} truncated to max_length={max_length}", stacklevel=stacklevel + 1)
+    return items[:max_length]
 
 
 def collate_tokens(samples: Sequence[Tokens], pad_value: int | float) -> TokenBatch:

@@ -10,7 +10,6 @@ the bytes back gives the text exactly. Merges come from BPE (Sennrich et al., ht
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 
 from modal_tf.atomic import atomic_write_text
-from modal_tf.tokenizers.base import DiscreteTokenizer, Tokens
+from modal_tf.tokenizers.base import DiscreteTokenizer, Tokens, enforce_max_length
 from modal_tf.tokenizers.registry import register_tokenizer
 
 SPECIALS = ("pad", "bos", "eos")
@@ -235,14 +234,7 @@ class BPETokenizer(DiscreteTokenizer):
         return self._special_id(2)
 
     def _tokens(self, ids: list[int]) -> Tokens:
-        if self.max_length is not None and len(ids) > self.max_length:
-            if not self.truncate:
-                raise ValueError(
-                    f"text encodes to {len(ids)} tokens, more than max_length={self.max_length}; "
-                    "shorten it or set truncate=True"
-                )
-            warnings.warn(f"text of {len(ids)} tokens truncated to max_length={self.max_length}", stacklevel=3)
-            ids = ids[: self.max_length]
+        ids = enforce_max_length(ids, self.max_length, self.truncate, "tokens", stacklevel=3)
         # numpy converts a list of ints ~3x faster than torch.tensor, which matters at ~1 µs per token.
         values = torch.from_numpy(np.asarray(ids, dtype=np.int64))  # (T,)
         return Tokens(values, torch.arange(values.shape[0])[:, None])  # coords (T, 1)

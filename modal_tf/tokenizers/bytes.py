@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from modal_tf.tokenizers.base import DiscreteTokenizer, Tokens
+from modal_tf.tokenizers.base import DiscreteTokenizer, Tokens, enforce_max_length
 from modal_tf.tokenizers.registry import register_tokenizer
 
 
@@ -51,14 +50,7 @@ class ByteTokenizer(DiscreteTokenizer):
             data = raw.encode("utf-8")
         except UnicodeEncodeError as error:
             raise ValueError(f"text is not valid Unicode (lone surrogate at index {error.start}): {error}") from None
-        if self.max_length is not None and len(data) > self.max_length:
-            if not self.truncate:
-                raise ValueError(
-                    f"text encodes to {len(data)} bytes, more than max_length={self.max_length}; "
-                    "shorten it or set truncate=True"
-                )
-            warnings.warn(f"text of {len(data)} bytes truncated to max_length={self.max_length}", stacklevel=2)
-            data = data[: self.max_length]
+        data = enforce_max_length(data, self.max_length, self.truncate, "bytes")
         ids = torch.frombuffer(bytearray(data), dtype=torch.uint8).long() if data else torch.zeros(0, dtype=torch.long)
         return Tokens(ids, torch.arange(ids.shape[0])[:, None])
 
