@@ -1,4 +1,4 @@
-"""Multi-head attention through ``F.scaled_dot_product_attention``.
+"""Multi-head attention through ``F.scaled_dot_product_attention`` (see ``explicit_attention`` for CPU bf16).
 
 Notation: B batch, T query tokens, S key tokens (self: cache slots; cross: memory),
 D model dim, H heads, Dh head dim.
@@ -12,12 +12,12 @@ self-attention (one GEMM instead of three).
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from modal_tf.core.cache import KVCache, MemoryCache
 from modal_tf.core.config import TransformerConfig
+from modal_tf.core.explicit_attention import attention
 from modal_tf.core.positions import apply_rotary
 
 
@@ -58,9 +58,7 @@ class SelfAttention(nn.Module):
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if cache is not None:
             k, v = cache.update(k, v, cache_start)  # (B, H, S, Dh)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
-        )  # (B, H, T, Dh)
+        y = attention(q, k, v, mask, self.dropout if self.training else 0.0, is_causal)  # (B, H, T, Dh)
         return self.proj(rearrange(y, "b h t d -> b t (h d)"))
 
 
@@ -86,7 +84,5 @@ class CrossAttention(nn.Module):
             k, v = rearrange(self.kv(memory), "b s (two h d) -> two b h s d", two=2, h=self.num_heads)
             if cache is not None:
                 cache.keys, cache.values = k, v
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, Dh)
+        y = attention(q, k, v, mask, self.dropout if self.training else 0.0)  # (B, H, T, Dh)
         return self.proj(rearrange(y, "b h t d -> b t (h d)"))

@@ -1,0 +1,112 @@
+"""The explicit CPU bf16 attention path: same values and gradients as SDPA, taken only where it should be."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modal_tf.core import Transformer, TransformerConfig
+from modal_tf.core import explicit_attention as explicit
+from modal_tf.core.explicit_attention import attention, explicit_attention, uses_explicit
+
+
+def qkv(dtype: torch.dtype, queries: int = 6, keys: int = 6, grad: bool = True) -> list[torch.Tensor]:
+    """Random ``(2, 3, T, 8)`` queries and ``(2, 3, S, 8)`` keys/values (seeded)."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(2, 3, queries, 8), (2, 3, keys, 8), (2, 3, keys, 8)]
+    return [torch.randn(s, generator=generator, dtype=torch.float64).to(dtype).requires_grad_(grad) for s in shapes]
+
+
+def padding_mask(keys: int) -> torch.Tensor:
+    """``(2, 1, 1, S)``: row 0 sees every key, row 1 only the first two."""
+    mask = torch.ones(2, 1, 1, keys, dtype=torch.bool)
+    mask[1, ..., 2:] = False
+    return mask
+
+
+def outputs_and_grads(fn, tensors: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+    """``fn(q, k, v, **kwargs)``, then the gradients of a fixed weighted sum of its output."""
+    for t in tensors:
+        t.grad = None
+    out = fn(*tensors, **kwargs)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    (out * weights).sum().backward()
+    return [out.detach(), *(t.grad.detach() for t in tensors)]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("queries", "keys", "kwargs"),
+    [
+        (6, 6, {}),
+        (6, 6, {"is_causal": True}),
+        (6, 5, {"mask": padding_mask(5)}),  # cross-attention shape with padded memory
+        (4, 4, {"mask": torch.ones(4, 4, dtype=torch.bool).tril()[None, None]}),
+    ],
+)
+def test_explicit_path_equals_sdpa_in_float64(queries: int, keys: int, kwargs: dict) -> None:  # type: ignore[type-arg]
+    tensors = qkv(torch.float64, queries, keys)
+    ours = outputs_and_grads(explicit_attention, tensors, **kwargs)
+    mask = kwargs.get("mask")
+    sdpa_kwargs = {"attn_mask": mask} if mask is not None else {"is_causal": kwargs.get("is_causal", False)}
+    reference = outputs_and_grads(F.scaled_dot_product_attention, tensors, **sdpa_kwargs)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{name} differs from SDPA")
+
+
+def test_fully_masked_query_gives_zero_output_and_gradients_like_sdpa() -> None:
+    tensors = qkv(torch.float64, 3, 3)
+    mask = torch.tensor([[True, True, False], [False, False, False], [True, False, False]])[None, None]
+    ours = outputs_and_grads(explicit_attention, tensors, mask=mask)
+    reference = outputs_and_grads(F.scaled_dot_product_attention, tensors, attn_mask=mask)
+    assert torch.isfinite(ours[0]).all()
+    assert ours[0][:, :, 1].abs().max() == 0
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_bf16_training_takes_the_explicit_path_with_sdpa_like_error() -> None:
+    low = qkv(torch.bfloat16, 16, 16)
+    assert uses_explicit(*low, dropout_p=0.0)
+    exact = outputs_and_grads(F.scaled_dot_product_attention, qkv(torch.float64, 16, 16), is_causal=True)
+    ours = outputs_and_grads(attention, low, is_causal=True)
+    sdpa = outputs_and_grads(F.scaled_dot_product_attention, low, is_causal=True)
+    for name, a, b, e in zip(("out", "dq", "dk", "dv"), ours, sdpa, exact, strict=True):
+        our_error = (a.double() - e).abs().max().item()
+        sdpa_error = (b.double() - e).abs().max().item()
+        assert our_error <= 2 * sdpa_error + 1e-2, f"{name}: explicit error {our_error:.3g} vs SDPA {sdpa_error:.3g}"
+
+
+def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    low = qkv(torch.bfloat16)
+    assert not uses_explicit(*qkv(torch.float32), dropout_p=0.0), "fp32 must use SDPA"
+    assert not uses_explicit(*qkv(torch.bfloat16, grad=False), dropout_p=0.0), "inference must use SDPA"
+    assert not uses_explicit(*low, dropout_p=0.1), "dropout must use SDPA"
+    with torch.no_grad():
+        assert not uses_explicit(*low, dropout_p=0.0)
+    monkeypatch.setattr(explicit, "MAX_SCORE_BYTES", 2 * 3 * 6 * 6 * 2 - 1)  # one byte less than these scores
+    assert not uses_explicit(*low, dropout_p=0.0), "large score matrices must use SDPA's O(T)-memory kernel"
+
+
+def test_transformer_bf16_autocast_gradients_match_fp32() -> None:
+    """End to end through the core (causal, padded, rope): bf16 autocast tracks fp32 within bf16 precision."""
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(dim=32, depth=2, num_heads=4, position="rope"), num_axes=1)
+    x = torch.randn(2, 12, 32)
+    valid = torch.ones(2, 12, dtype=torch.bool)
+    valid[1, 9:] = False
+    coords = torch.arange(12).expand(2, -1)[..., None]  # (B, T, 1)
+
+    def loss_and_grads(bf16: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x, valid=valid, coords=coords, causal=True)
+        loss = out.float()[valid].square().mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]  # type: ignore[union-attr]
+
+    loss32, grads32 = loss_and_grads(False)
+    loss16, grads16 = loss_and_grads(True)
+    torch.testing.assert_close(loss16, loss32, rtol=2e-2, atol=1e-3)
+    for g16, g32 in zip(grads16, grads32, strict=True):
+        assert (g16 - g32).norm() <= 0.05 * g32.norm() + 1e-4
