@@ -25,8 +25,18 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
-bench: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/core.py --rounds 5 --write
+# The side-by-side suite (issue #8): every script rewrites its section of BENCHMARKS.md. ~25 min on 2 CPU cores;
+# run it on an otherwise idle machine. Peers (x-transformers, HF transformers) come from the bench extra.
+BENCHES := core generation vision scaling data tokenizer_bpe actions
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $@
+
+bench: $(VENV)/.bench-installed
+	@for name in $(BENCHES); do \
+		echo "== benchmarks/$$name.py"; \
+		HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python benchmarks/$$name.py --write || exit 1; \
+	done
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -17,11 +17,16 @@ and single-thread encode/decode throughput (best of 5). This script reports; it 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import command_line, heading, write_section
 
 from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionMuLawTokenizer, ActionTokenizer
 from modal_tf.tokenizers.fast import ActionFastTokenizer
@@ -95,6 +100,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test", type=int, default=500, help="held-out chunks per shape")
     parser.add_argument("--hz", type=float, default=10.0, help="control rate for tokens per second")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", action="store_true", help="replace the 'actions' section of BENCHMARKS.md")
     return parser.parse_args(argv)
 
 
@@ -102,25 +108,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print one Markdown table row per (shape, tokenizer)."""
     args = parse(argv)
     torch.set_num_threads(1)
-    print(f"train {args.train} / test {args.test} chunks per shape, seed {args.seed}, control at {args.hz:g} Hz\n")
-    print(
-        "| S x D | tokenizer | vocab | tokens/chunk (max) | tokens/s | mean abs err | max abs err | "
-        "max err vs clipped (bound) | encode chunks/s | decode chunks/s |"
+    lines = heading(
+        "Action tokenizers",
+        command_line("actions.py", argv),
+        f"train {args.train} / test {args.test} chunks per shape, seed {args.seed}, control at {args.hz:g} Hz",
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines += [
+        "",
+        "| S x D | tokenizer | vocab | tokens/chunk (max) | tokens/s | mean abs err | max abs err | "
+        "max err vs clipped (bound) | encode chunks/s | decode chunks/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for steps, dims in SHAPES:
         train = reaching_chunks(args.train, steps, dims, seed=args.seed)
         test = reaching_chunks(args.test, steps, dims, seed=args.seed + 1)
         scale = float(np.abs(np.stack(train)).mean())
         for name, build in TOKENIZERS.items():
             row = measure(build(), train, test, args.hz)
-            print(
+            lines.append(
                 f"| {steps} x {dims} | {name} | {row['vocab']:.0f} | {row['tokens']:.1f} ({row['tokens_max']:.0f}) | "
                 f"{row['per_second']:.0f} | {row['mae']:.2e} | {row['max']:.2e} | "
                 f"{row['quantisation']:.2e} ({row['bound']:.1e}) | {row['encode']:,.0f} | "
                 f"{row['decode']:,.0f} |"
             )
-        print(f"|  | mean abs action | | | | {scale:.2e} | | | | |")
+            print(lines[-1], flush=True)
+        lines.append(f"|  | mean abs action | | | | {scale:.2e} | | | | |")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        print(f"wrote {write_section('actions', text)}")
     return 0
 
 

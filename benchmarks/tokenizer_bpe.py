@@ -19,10 +19,6 @@ determinism are reported too. This script reports; it never fails on a slow resu
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -34,10 +30,12 @@ import tokenizers
 import torch
 from tokenizers import Tokenizer as HFTokenizer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import command_line, heading, write_section
+
 from modal_tf.tokenizers.bpe import BPETokenizer, _check_text
 
 TARGET_OVERHEAD = 0.10
-BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
 def seconds(call: Callable[[], object]) -> float:
@@ -53,7 +51,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=7, help="timed rounds of each encoder, interleaved")
     p.add_argument("--fit-rounds", type=int, default=3, help="fits to time (and compare for determinism)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--write", action="store_true", help=f"append the table to {BENCHMARKS_MD.name}")
+    p.add_argument("--write", action="store_true", help="replace the 'tokenizer_bpe' section of BENCHMARKS.md")
     return p.parse_args(argv)
 
 
@@ -97,17 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _ in range(args.rounds)
     )
 
-    omp = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    command = f"{omp}python {shlex.join(sys.argv if argv is None else ['benchmarks/tokenizer_bpe.py', *argv])}"
-    lines = [
-        f"### bpe tokenizer encode throughput ({datetime.date.today().isoformat()})",
-        "",
-        f"`{command}`",
-        "",
-        f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f}; tokenizers {tokenizers.__version__}; torch {torch.__version__}; corpus "
-        f"pydoc_data.topics: {len(texts)} texts, {megabytes:.3f} MB, {tokens:,} tokens at vocab {ours.vocab_size}; "
+    lines = heading(
+        "BPE tokenizer encode throughput",
+        command_line("tokenizer_bpe.py", argv),
+        f"tokenizers {tokenizers.__version__}; corpus pydoc_data.topics: {len(texts)} texts, {megabytes:.3f} MB, "
+        f"{tokens:,} tokens at vocab {ours.vocab_size}; "
         f"{args.rounds} rounds",
+    )
+    lines += [
         "",
         f"fit: {statistics.median(fits):.3f} s median of {args.fit_rounds} "
         f"({'deterministic' if deterministic else 'NOT deterministic'}); ours == hf ids on every text: {same}",
@@ -133,10 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = "\n".join([*lines, "", *verdicts])
     print(text)
     if args.write:
-        header = "" if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-        with BENCHMARKS_MD.open("a", encoding="utf-8") as out:
-            out.write(f"{header}\n{text}\n")
-        print(f"appended to {BENCHMARKS_MD}")
+        print(f"wrote {write_section('tokenizer_bpe', text)}")
     return 0
 
 

@@ -1,0 +1,143 @@
+"""What every benchmark script shares: interleaved timing, machine facts, a GEMM reference, BENCHMARKS.md sections.
+
+Every comparison in ``benchmarks/`` runs its contenders in one process, interleaved (A B C A B C ...) after a
+warm-up, and reports medians and ratios; a busy neighbour then slows every contender alike instead of one. Each
+script writes its table as a *section* of ``BENCHMARKS.md`` (between ``<!-- bench:NAME -->`` markers), replacing
+the previous run of that script, so the file always holds the latest run of every benchmark with the command that
+produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import re
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+# Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
+SECTIONS = ("core", "generation", "vision", "scaling", "data", "tokenizer_bpe", "actions")
+HEADER = """# Benchmarks
+
+Measured by `make bench` (or each script alone) on the machine named in each section. Contenders run in one
+process, interleaved after warm-up; figures are medians over rounds, ratios are ours / theirs (> 1: ours is
+faster). Each section is replaced when its script runs again with `--write`. Nothing here is asserted by the test
+suite: these are measurements, not pass/fail checks.
+"""
+
+
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device | str = "cpu") -> str:
+    """One line: device, cores, load, threads, library versions (what a reader needs to compare runs)."""
+    device = torch.device(device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{where}; {os.cpu_count()} cores, load {load:.1f}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}"
+    )
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The shell command that reproduces this run (with ``OMP_NUM_THREADS`` when it was set)."""
+    omp = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return f"{omp}python {shlex.join([f'benchmarks/{script}', *args])}"
+
+
+def seconds(work: Callable[[], object], device: torch.device | str = "cpu") -> float:
+    """Wall seconds of one call of ``work`` (synchronising CUDA so queued kernels are counted)."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    work()
+    sync()
+    return time.perf_counter() - start
+
+
+def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Call each contender ``warmup`` times, then once per round in turn (A B C A B C ...).
+
+    Args:
+        contenders: name -> a callable that runs one measurement and returns its result (e.g. a rate).
+        rounds: Measurements per contender.
+        warmup: Unrecorded calls per contender first (allocator, autotuning, lazy init).
+
+    Returns:
+        name -> the ``rounds`` results, in order.
+    """
+    for work in contenders.values():
+        for _ in range(warmup):
+            work()
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, work in contenders.items():
+            results[name].append(work())
+    return results
+
+
+def median(values: Sequence[float]) -> float:
+    """``statistics.median`` (re-exported so scripts need one import for their summaries)."""
+    return statistics.median(values)
+
+
+def gemm_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 1024, repeats: int = 5) -> float:
+    """Achieved FLOP/s of a square ``(size, size) @ (size, size)`` matmul: the machine's practical peak.
+
+    Model FLOP utilisation (MFU, PaLM appendix B, https://arxiv.org/abs/2204.02311) divides a model's useful
+    FLOP/s by the hardware peak; on a shared CPU the datasheet peak is meaningless, so a large GEMM measured in the
+    same run and at the same thread count stands in for it.
+    """
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    torch.mm(a, b)  # warm-up: oneDNN / cuBLAS pick their kernels on the first call
+    best = min(seconds(lambda: torch.mm(a, b), device) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def training_flops_per_token(params: int, layers: int, heads: int, head_dim: int, seq: int) -> float:
+    """PaLM's estimate of training FLOPs per token: ``6 N + 12 L H Q T`` (N non-embedding params).
+
+    ``6 N``: forward (2 N) plus backward (4 N) multiply-adds of every weight; ``12 L H Q T``: the attention
+    scores and their weighted sum, which grow with the sequence length ``T`` (PaLM, appendix B). A causal model
+    does half of that attention work in principle, but SDPA kernels compute the full square on CPU, so the full
+    term is counted for every model alike.
+    """
+    return 6 * params + 12 * layers * heads * head_dim * seq
+
+
+def write_section(key: str, text: str) -> Path:
+    """Put ``text`` into ``BENCHMARKS.md`` as the section ``key``, replacing its previous run."""
+    if key not in SECTIONS:
+        raise ValueError(f"key must be one of {SECTIONS}, got {key!r}")
+    existing = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.is_file() else HEADER
+    found = dict(re.findall(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->\n", existing, flags=re.S))
+    found[key] = f"{text.rstrip()}\n"
+    body = "".join(
+        f"\n<!-- bench:{name} -->\n{found[name]}<!-- /bench:{name} -->\n" for name in SECTIONS if name in found
+    )
+    BENCHMARKS_MD.write_text(HEADER + body, encoding="utf-8")
+    return BENCHMARKS_MD
+
+
+def heading(title: str, command: str, details: str, device: torch.device | str = "cpu") -> list[str]:
+    """The first lines of every section: title with date, the command, the machine, the setup."""
+    return [f"## {title} ({datetime.date.today().isoformat()})", "", f"`{command}`", "", machine(device), "", details]
