@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from modal_tf.data import dtmf
@@ -34,23 +35,44 @@ def load_clip(raw: Any) -> Audio:
 
 
 class AudioDataset(EncodedDataset):
-    """Reads clips lazily and applies SpecAugment (training only) before tokenization."""
+    """Reads clips lazily and applies SpecAugment (training only) before tokenization.
 
-    def __init__(self, samples: list[Sample], task: TaskSpec, augment: SpecAugment | None, seed: int) -> None:
+    With ``cache_features``, each clip's log-mel spectrogram (the deterministic, costly part: resampling, STFT, mel
+    projection, ~0.8 ms per 1 s clip on one core) is computed once and kept; SpecAugment still draws fresh masks
+    from the per-sample seed on every call. The spectrogram (100 frames x M mels per second) is smaller than the
+    8 kHz waveform it replaces, so this is for in-memory clips; files on disk stay lazy.
+    """
+
+    def __init__(
+        self, samples: list[Sample], task: TaskSpec, augment: SpecAugment | None, seed: int, cache_features: bool = False
+    ) -> None:
         super().__init__(samples, task)
         self.augment = augment
         self.seed = seed
+        self.cache_features = cache_features
+        self._features: dict[tuple[int, str], Tensor] = {}
+
+    def _spectrogram(self, index: int, name: str, tokenizer: SpectrogramTokenizer) -> Tensor:
+        """Log-mel features ``(N, M)`` of input ``name`` of sample ``index`` (cached if enabled)."""
+        key = (index, name)
+        if key in self._features:
+            return self._features[key]
+        features = tokenizer.features(load_clip(self.samples[index]["inputs"][name]))
+        if self.cache_features:
+            self._features[key] = features
+        return features
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         inputs = {}
         for name, tokenizer in self.task.inputs.items():
-            clip = load_clip(sample["inputs"][name])
-            if self.augment is not None and isinstance(tokenizer, SpectrogramTokenizer):
-                features = self.augment(tokenizer.features(clip), self.seed * 1_000_003 + index)
+            if isinstance(tokenizer, SpectrogramTokenizer):
+                features = self._spectrogram(index, name, tokenizer)
+                if self.augment is not None:
+                    features = self.augment(features, self.seed * 1_000_003 + index)
                 inputs[name] = tokenizer.tokens_from_features(features)
             else:
-                inputs[name] = tokenizer.encode(clip)
+                inputs[name] = tokenizer.encode(load_clip(sample["inputs"][name]))
         item: dict[str, Any] = {"inputs": inputs}
         if self.task.target is not None:
             item["target"] = self.task.target.encode_target(sample["target"])
@@ -74,12 +96,23 @@ class AudioDataModule(ModalDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
         self.augment = SpecAugment(**spec_augment) if spec_augment is not None else None
+        self._datasets: dict[str, AudioDataset] = {}
+
+    def restore_task(self, task: TaskSpec) -> None:
+        """Use restored tokenizers; datasets (and cached spectrograms) built with other tokenizers are dropped."""
+        super().restore_task(task)
+        self._datasets.clear()
 
     def make_dataset(self, split: str) -> Dataset[dict[str, Any]]:
-        """Lazy clips; SpecAugment on the training split only."""
+        """SpecAugment on the training split only; spectrograms of in-memory clips are computed once and kept."""
         if self.splits is None or self.task is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {split} data")
-        return AudioDataset(self.splits[split], self.task, self.augment if split == "train" else None, self.seed)
+        if split not in self._datasets:  # one dataset per split, so its cache outlives each new DataLoader
+            samples = self.splits[split]
+            in_memory = all(not isinstance(raw, str | Path) for sample in samples for raw in sample["inputs"].values())
+            augment = self.augment if split == "train" else None
+            self._datasets[split] = AudioDataset(samples, self.task, augment, self.seed, cache_features=in_memory)
+        return self._datasets[split]
 
 
 class KeypadKeys(AudioDataModule):
