@@ -212,3 +212,20 @@ def test_missing_sources_fail_clearly(tmp_path: Path) -> None:
         ImageClassification(source="cifar10", root=str(tmp_path), download=False).setup("fit")
     with pytest.raises(ValueError, match="train_fraction must be in"):
         ImageClassification(train_fraction=0.0)
+
+
+def test_spec_augment_draws_new_masks_each_epoch_reproducibly_and_caches_spectrograms() -> None:
+    datamodule = KeypadKeys(num_train=4, num_eval=4, batch_size=4, spec_augment={"num_time_masks": 3})
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    dataset = datamodule.make_dataset("train")
+    assert dataset is loader.dataset
+    loader.sampler.set_epoch(1)  # type: ignore[attr-defined]  # what Lightning calls each epoch
+    assert sorted(loader.sampler) == [4, 5, 6, 7], "the training sampler must tag indices with the epoch"
+
+    def clip(key: int) -> torch.Tensor:
+        return dataset[key]["inputs"]["audio"].values
+
+    assert not torch.equal(clip(0), clip(4)), "SpecAugment repeated the same masks in the next epoch"
+    assert torch.equal(clip(4), clip(4)), "an epoch's masks must be a pure function of (seed, epoch, index)"
+    assert list(dataset._features) == [(0, "audio")]  # type: ignore[attr-defined]  # keys 0 and 4: one clip, one STFT

@@ -41,6 +41,9 @@ class AudioDataset(EncodedDataset):
     projection, ~0.8 ms per 1 s clip on one core) is computed once and kept; SpecAugment still draws fresh masks
     from the per-sample seed on every call. The spectrogram (100 frames x M mels per second) is smaller than the
     8 kHz waveform it replaces, so this is for in-memory clips; files on disk stay lazy.
+
+    With SpecAugment the training sampler passes keys ``epoch * len + index`` (``epoch_tagged``), so every epoch
+    draws new masks, each a pure function of ``(seed, epoch, index)`` (exact resume and any worker count agree).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class AudioDataset(EncodedDataset):
         self.augment = augment
         self.seed = seed
         self.cache_features = cache_features
+        self.epoch_tagged = augment is not None
         self._features: dict[tuple[int, str], Tensor] = {}
 
     def _spectrogram(self, index: int, name: str, tokenizer: SpectrogramTokenizer) -> Tensor:
@@ -62,14 +66,15 @@ class AudioDataset(EncodedDataset):
             self._features[key] = features
         return features
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int) -> dict[str, Any]:
+        epoch, index = divmod(key, len(self.samples))  # plain indices (epoch 0) work too
         sample = self.samples[index]
         inputs = {}
         for name, tokenizer in self.task.inputs.items():
             if isinstance(tokenizer, SpectrogramTokenizer):
                 features = self._spectrogram(index, name, tokenizer)
                 if self.augment is not None:
-                    features = self.augment(features, self.seed * 1_000_003 + index)
+                    features = self.augment(features, (self.seed * 1_000_003 + epoch) * 1_000_033 + index)
                 inputs[name] = tokenizer.tokens_from_features(features)
             else:
                 inputs[name] = tokenizer.encode(load_clip(sample["inputs"][name]))

@@ -146,7 +146,8 @@ class ModalDataModule(pl.LightningDataModule):
         }
         if not shuffle:
             return DataLoader(dataset, **options)
-        sampler = EpochSampler(len(dataset), self.seed)  # type: ignore[arg-type]
+        tag_epoch = bool(getattr(dataset, "epoch_tagged", False))  # it reads epoch * len + index keys
+        sampler = EpochSampler(len(dataset), self.seed, tag_epoch=tag_epoch)  # type: ignore[arg-type]
         return ResumableLoader(dataset, sampler=sampler, batches_done=self._batches_trained, **options)
 
     def _batches_trained(self) -> int | None:

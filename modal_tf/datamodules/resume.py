@@ -22,12 +22,18 @@ from torch.utils.data import DataLoader, Sampler
 
 
 class EpochSampler(Sampler[int]):
-    """Indices ``0..n-1`` in an order determined by ``(seed, epoch)`` alone (or in order, unshuffled)."""
+    """Indices ``0..n-1`` in an order determined by ``(seed, epoch)`` alone (or in order, unshuffled).
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+    With ``tag_epoch``, each index is yielded as ``epoch * n + index``: a dataset that augments (e.g. SpecAugment)
+    recovers ``(epoch, index) = divmod(key, n)`` and draws fresh, reproducible augmentations every epoch — also in
+    persistent DataLoader workers, which never see attributes set on the main process's dataset later.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, tag_epoch: bool = False) -> None:
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
+        self.tag_epoch = tag_epoch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -38,10 +44,11 @@ class EpochSampler(Sampler[int]):
         return self.size
 
     def __iter__(self) -> Iterator[int]:
+        offset = self.epoch * self.size if self.tag_epoch else 0
         if not self.shuffle:
-            return iter(range(self.size))
+            return iter(range(offset, offset + self.size))
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return iter((torch.randperm(self.size, generator=generator) + offset).tolist())
 
 
 class _SkipBatches:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from modal_tf.data.episodes import ChunkSample, chunk_samples, load_episodes, make_demonstrations
-from modal_tf.data.tabletop import TabletopConfig
+from modal_tf.data.tabletop import DEFAULT_EXPERT_NOISE, TabletopConfig
 from modal_tf.datamodules.base import ModalDataModule, Sample, require_discrete
 from modal_tf.task import TaskSpec
 from modal_tf.tokenizers import tokenizer_from_spec
@@ -39,6 +39,9 @@ class TabletopDemos(ModalDataModule):
         batch_size: Samples per batch.
         num_workers: DataLoader workers.
         seed: Demonstration and shuffling seed.
+        expert_noise: Std of the scripted expert's action noise (``tabletop`` only), in action units.
+            The noise both varies the visited states and sits in the labels, where it is pure
+            noise for the policy to average out.
     """
 
     def __init__(
@@ -55,14 +58,18 @@ class TabletopDemos(ModalDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        expert_noise: float = DEFAULT_EXPERT_NOISE,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
+        if isinstance(expert_noise, bool) or not isinstance(expert_noise, int | float) or not 0 <= expert_noise < 1:
+            raise ValueError(f"data.expert_noise must be a number in [0, 1), got {expert_noise!r}")
         for name, value in (("num_episodes", num_episodes), ("num_eval_episodes", num_eval_episodes), ("chunk", chunk)):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {value}")
         self.source = source
         self.num_episodes, self.num_eval_episodes, self.chunk = num_episodes, num_eval_episodes, chunk
         self.use_state = use_state
+        self.expert_noise = float(expert_noise)
         self.specs = {
             "image": dict(image_tokenizer or {"name": "patch", "patch_size": 4, "channels": 3}),
             "instruction": dict(text_tokenizer or {"name": "bytes"}),
@@ -76,7 +83,8 @@ class TabletopDemos(ModalDataModule):
             seeds = {"train": self.seed, "val": self.seed + 1_000, "test": self.seed + 2_000}
             counts = {"train": self.num_episodes, "val": self.num_eval_episodes, "test": self.num_eval_episodes}
             return {
-                split: make_demonstrations(counts[split], seeds[split], self.chunk, config).samples for split in seeds
+                split: make_demonstrations(counts[split], seeds[split], self.chunk, config, self.expert_noise).samples
+                for split in seeds
             }
         episodes = load_episodes(self.source)
         count = len(episodes)
