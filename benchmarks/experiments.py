@@ -32,7 +32,8 @@ SEEDS = {"positions": [0], "heads": [0, 1, 2]}
 
 def main() -> None:
     save_dir = ROOT / "runs" / "experiments"
-    results: dict[str, dict[str, object]] = {}
+    # Merge: other scripts (benchmarks/long_range.py) keep their own keys in the same file.
+    results: dict[str, dict[str, object]] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for experiment, variants in VARIANTS.items():
         results[experiment] = {}
         for label, overrides in variants.items():
