@@ -63,7 +63,7 @@ def test_slow_data_shows_a_high_share_and_slow_steps_a_low_one(tmp_path: Path) -
 
 
 def test_bad_arguments_name_the_argument() -> None:
-    with pytest.raises(ValueError, match="DataWaitMonitor.skip"):
+    with pytest.raises(ValueError, match=r"DataWaitMonitor\.skip"):
         DataWaitMonitor(skip=-1)
     with pytest.raises(ValueError, match="log_every_n_steps"):
         DataWaitMonitor(log_every_n_steps=1.5)  # type: ignore[arg-type]

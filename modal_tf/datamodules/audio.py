@@ -47,7 +47,12 @@ class AudioDataset(EncodedDataset):
     """
 
     def __init__(
-        self, samples: list[Sample], task: TaskSpec, augment: SpecAugment | None, seed: int, cache_features: bool = False
+        self,
+        samples: list[Sample],
+        task: TaskSpec,
+        augment: SpecAugment | None,
+        seed: int,
+        cache_features: bool = False,
     ) -> None:
         super().__init__(samples, task)
         self.augment = augment
