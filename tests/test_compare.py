@@ -20,8 +20,8 @@ from modal_tf.compare.config import Budget, CompareConfig, DataSettings
 from modal_tf.compare.data import PreparedImages, prepare_data
 from modal_tf.compare.harness import RunResult, build_module, quiet_lightning, train_run
 from modal_tf.compare.measure import count_parameters, flops_per_image, images_per_second
-from modal_tf.compare.stems import cifar_stem, small_stem
 from modal_tf.compare.summary import budget_caveat, last_epoch_gains, locality_verdict, summarize, sweep_points
+from modal_tf.models.timm_stems import cifar_stem, small_stem
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY_DATA = DataSettings(num_train=24, num_eval=8, batch_size=8)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modal_tf.compare.stems import STEMS
+from modal_tf.models.timm_stems import STEMS
 
 FAMILIES = ("vit", "timm_vit", "cnn", "timm")
 # (dim, depth, num_heads) per size; mlp_ratio 4 throughout. "micro" exists for smoke tests.
@@ -93,7 +93,7 @@ class ModelSpec:
                 "mlp_ratio": 4.0,
             }
             return {"shape": "timm", "timm_model": self.architecture, "timm_kwargs": timm_kwargs}
-        return {"shape": "timm", "timm_model": self.architecture, "timm_kwargs": {}}
+        return {"shape": "timm", "timm_model": self.architecture, "timm_kwargs": {}, "timm_stem": self.stem}
 
 
 def _catalogue() -> dict[str, ModelSpec]:

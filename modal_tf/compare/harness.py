@@ -27,7 +27,6 @@ from modal_tf.compare.config import CompareConfig
 from modal_tf.compare.data import PreparedData, PreparedImages, prepare_data
 from modal_tf.compare.measure import count_parameters, flops_per_image, images_per_second, seconds_per_step
 from modal_tf.compare.recorder import RunRecorder
-from modal_tf.compare.stems import STEMS
 from modal_tf.lit import ModalModule, OptimizerConfig
 
 THROUGHPUT_BATCH = 64
@@ -135,8 +134,7 @@ def build_module(
     optimizer = OptimizerConfig(lr=budget.lr, weight_decay=budget.weight_decay, warmup_steps=budget.warmup_steps)
     module = ModalModule(optimizer=optimizer, **spec.module_kwargs(prepared.image_size, prepared.patch_size))
     module.configure_task(data.task)  # ModalModule.setup later finds the network built and keeps it
-    stem = STEMS[spec.stem](module.net.model) if spec.stem else ""  # type: ignore[union-attr,arg-type]
-    return module, stem
+    return module, str(getattr(module.net, "stem_change", ""))
 
 
 def step_plan(config: CompareConfig, prepared: PreparedData) -> tuple[int, int]:

@@ -63,6 +63,8 @@ class ModalModule(pl.LightningModule):
         generate_metrics: Run generation for exact-match / CER during validation and test.
         timm_model: With ``shape: timm``, the timm architecture (a CNN baseline on the same patches).
         timm_kwargs: With ``shape: timm``, extra ``timm.create_model`` arguments.
+        timm_stem: With ``shape: timm``, ``small`` or ``cifar`` rebuilds a CNN's ImageNet stem for small
+            images (``modal_tf.models.timm_stems``); ``""`` keeps it.
         nonfinite: A NaN/inf training loss stops training with an error naming the step (``raise``)
             or skips that batch's update (``skip``; each skip is logged as ``train/skipped``).
         num_slots: With ``shape: encoder_only`` on a generation task, target tokens predicted in
@@ -81,6 +83,7 @@ class ModalModule(pl.LightningModule):
         timm_kwargs: dict[str, Any] | None = None,
         nonfinite: Literal["raise", "skip"] = "raise",
         num_slots: int = 16,
+        timm_stem: str = "",
     ) -> None:
         super().__init__()
         if shape not in SHAPES:
@@ -91,7 +94,7 @@ class ModalModule(pl.LightningModule):
         self.generation_config: GenerationConfig = _as(GenerationConfig, generation)
         self.pooling = pooling
         self.generate_metrics = generate_metrics
-        self.timm_model, self.timm_kwargs = timm_model, dict(timm_kwargs or {})
+        self.timm_model, self.timm_kwargs, self.timm_stem = timm_model, dict(timm_kwargs or {}), timm_stem
         if nonfinite not in ("raise", "skip"):
             raise ValueError(f"model.nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
         self.nonfinite = nonfinite
@@ -111,6 +114,7 @@ class ModalModule(pl.LightningModule):
                 "timm_kwargs": self.timm_kwargs,
                 "nonfinite": nonfinite,
                 "num_slots": num_slots,
+                "timm_stem": timm_stem,
             }
         )
         self.task: TaskSpec | None = None
@@ -132,6 +136,7 @@ class ModalModule(pl.LightningModule):
             self.timm_model,
             self.timm_kwargs,
             self.num_slots,
+            self.timm_stem,
         )
         if task.kind == "classify":
             for stage in ("train", "val", "test"):

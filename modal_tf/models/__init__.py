@@ -29,6 +29,7 @@ def build_model(
     timm_model: str = "resnet18",
     timm_kwargs: Mapping[str, Any] | None = None,
     num_slots: int = 16,
+    timm_stem: str = "",
 ) -> nn.Module:
     """Build the model ``shape`` for a task.
 
@@ -43,7 +44,7 @@ def build_model(
             raise ValueError("shape 'timm' needs a classification task (num_classes), got a generation task")
         from modal_tf.models.timm_image import TimmImageClassifier
 
-        return TimmImageClassifier(timm_model, inputs, num_classes, timm_kwargs)
+        return TimmImageClassifier(timm_model, inputs, num_classes, timm_kwargs, timm_stem)
     if shape == "encoder_only" and num_classes is not None:
         return EncoderOnly(config, inputs, num_classes, pooling)
     if target is None:

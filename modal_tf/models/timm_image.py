@@ -42,6 +42,8 @@ class TimmImageClassifier(nn.Module):
         inputs: Exactly one input, tokenized by ``patch`` (not ``conv_patch``: its tokens overlap).
         num_classes: Output classes.
         timm_kwargs: Extra ``timm.create_model`` keyword arguments.
+        stem: ``""`` keeps timm's ImageNet stem; ``small`` or ``cifar`` rebuild it for small images
+            (``modal_tf.models.timm_stems``). ``stem_change`` says what changed.
     """
 
     def __init__(
@@ -50,10 +52,15 @@ class TimmImageClassifier(nn.Module):
         inputs: Mapping[str, Tokenizer],
         num_classes: int,
         timm_kwargs: Mapping[str, Any] | None = None,
+        stem: str = "",
     ) -> None:
         super().__init__()
         import timm
 
+        from modal_tf.models.timm_stems import STEMS
+
+        if stem and stem not in STEMS:
+            raise ValueError(f"timm stem must be '' or one of {sorted(STEMS)}, got {stem!r}")
         if len(inputs) != 1:
             raise ValueError(f"a timm image model takes exactly one image input, got {sorted(inputs)}")
         self.input_name, tokenizer = next(iter(inputs.items()))
@@ -69,6 +76,7 @@ class TimmImageClassifier(nn.Module):
             in_chans=tokenizer.channels,
             **dict(timm_kwargs or {}),
         )
+        self.stem_change = STEMS[stem](self.model) if stem else ""
 
     def forward(self, inputs: Mapping[str, TokenBatch]) -> Tensor:
         """Class logits ``(B, D)``."""

@@ -6,7 +6,8 @@ timm's ResNets open with a 7x7 stride-2 convolution and a stride-2 max-pool (He 
 https://arxiv.org/abs/1512.03385, Table 1): a 224-pixel image reaches the first stage at 56x56,
 a 32x32 one at 8x8, and the last stage sees 1x1 (S = 32). ``timm.create_model`` has no argument
 for the stem stride (``stem_type``/``replace_stem_pool`` change the layers, not the stride), so
-the harness rewrites the stem after ``create_model`` (weights are random anyway):
+``TimmImageClassifier(stem=...)`` rewrites the stem right after ``create_model`` (weights are random anyway),
+so a checkpoint (which records ``timm_stem``) rebuilds the same network:
 
 * ``small``: the stem downsamples 2x instead of 4x (S = 16, last stage 2x2). ResNets: the 7x7/2
   convolution becomes 3x3/1 (a deep stem keeps its 3x3 convolutions, the first with stride 1),
