@@ -35,6 +35,20 @@ def test_demonstrations_from_an_npz_file(tmp_path: Path) -> None:
     assert set(next(iter(datamodule.val_dataloader()))["inputs"]) == {"image", "instruction"}
 
 
+def test_expert_noise_reaches_the_labels_and_is_validated() -> None:
+    def first_actions(noise: float) -> list[np.ndarray]:
+        datamodule = TabletopDemos(num_episodes=3, num_eval_episodes=1, chunk=1, expert_noise=noise)
+        return [sample["target"].numpy() for sample in datamodule.build_splits()["train"]]
+
+    clean, default = first_actions(0.0), first_actions(0.1)
+    # the noise-free expert moves at full speed: its first action has a component of exactly +-1
+    assert np.isclose(np.abs(clean[0]).max(), 1.0)
+    assert not np.allclose(clean[0], default[0])  # same scene (same seed), different labels
+    for bad in (-0.1, 1.5, True, "0.1"):
+        with pytest.raises(ValueError, match="expert_noise"):
+            TabletopDemos(expert_noise=bad)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("recipe", ["encoder_decoder_vla", "encoder_chunk"])
 def test_trained_checkpoint_acts_closed_loop(tmp_path: Path, recipe: str) -> None:
     main(
