@@ -414,3 +414,15 @@ def test_read_audio_errors_name_the_path(tmp_path: Path) -> None:
         read_audio(tmp_path / "corrupt.wav")
     with pytest.raises(TypeError, match=r"audio path must be a str or os\.PathLike, got int"):
         read_audio(3)  # type: ignore[arg-type]
+
+
+def test_cached_resampler_equals_torchaudio_functional_resample() -> None:
+    from modal_tf.tokenizers.spectrogram import resampler
+
+    wave = torch.randn(44100, generator=torch.Generator().manual_seed(0)) * 0.1
+    expected = torchaudio.functional.resample(wave, 44100, 16000)
+    torch.testing.assert_close(resampler(44100, 16000)(wave), expected, rtol=0, atol=1e-5)  # float32 rounding
+    assert resampler(44100, 16000) is resampler(44100, 16000)  # built once per rate pair
+    via_tokenizer = SpectrogramTokenizer().features(Audio(wave, 44100))
+    direct = SpectrogramTokenizer().features(Audio(expected, 16000))
+    torch.testing.assert_close(via_tokenizer, direct, rtol=0, atol=1e-5)

@@ -8,7 +8,7 @@ T tokens, F feature width, A coordinate axes, pt/pf patch size in frames/bins.
 1. integer PCM to float in [-1, 1] (``int16 / 32768``, ``int32 / 2**31``, ``int8 / 128``,
    ``(uint8 - 128) / 128``); NaN/inf rejected;
 2. down-mix ``(C, S)`` to mono by the mean over channels;
-3. resample to ``sample_rate`` with ``torchaudio.functional.resample`` (or, with
+3. resample to ``sample_rate`` with torchaudio's windowed-sinc resampler (or, with
    ``resample=False``, reject any other rate);
 4. ``features``: Whisper's log-mel (Radford et al. 2022, https://arxiv.org/abs/2212.04356):
    power STFT (periodic Hann window, centred with reflect padding, last frame
@@ -32,6 +32,7 @@ The STFT window and mel filterbank are plain tensors held in a module-level
 the tokenizer stays a handful of numbers (parameter-free, pickles to DataLoader
 workers in bytes, no ``nn.Module`` such as ``torchaudio.transforms.MelSpectrogram``
 as an attribute), and every instance with the same settings shares one filterbank.
+Resampling kernels are cached the same way, per rate pair.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def analysis_tensors(sample_rate: int, n_fft: int, n_mels: int) -> tuple[Tensor,
             n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
         )
     return torch.hann_window(n_fft), filters
+
+
+@functools.lru_cache(maxsize=8)
+def resampler(orig_rate: int, new_rate: int) -> torchaudio.transforms.Resample:
+    """A ``Resample`` transform per rate pair: it builds its windowed-sinc kernel once, where
+    ``torchaudio.functional.resample`` rebuilds it on every call (~3/4 of the time for a 1 s clip at 44.1 kHz).
+    Same defaults, so outputs equal the functional form's (tested)."""
+    return torchaudio.transforms.Resample(orig_rate, new_rate)
 
 
 def float_waveform(waveform: Any) -> Tensor:
@@ -229,7 +238,8 @@ class SpectrogramTokenizer(FeatureTokenizer):
         if rate != self.sample_rate:
             if not self.resample:
                 raise ValueError(f"audio sample rate must be {self.sample_rate} Hz (resample=False), got {rate} Hz")
-            mono = torchaudio.functional.resample(mono, rate, self.sample_rate)  # (S',)
+            with torch.no_grad():  # a data-side transform: no graph, and the cached kernel never needs grad
+                mono = resampler(rate, self.sample_rate)(mono)  # (S',)
         if mono.shape[0] < self.n_fft:
             raise ValueError(
                 f"audio has {waveform.shape[1]} samples at {rate} Hz ({mono.shape[0]} at {self.sample_rate} Hz), "
