@@ -114,9 +114,14 @@ def recipe_section(args: argparse.Namespace) -> tuple[list[str], list[str]]:
             ]  # fmt: skip
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
-                lines.append(f"| {name} | failed: {done.stderr.strip().splitlines()[-1][:80]} | | |")
+                failure = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                lines.append(f"| {name} | failed: {failure[:80]} | | |")
                 continue
-            metrics = last_values(save_dir / "run" / "metrics.csv")
+            log = save_dir / "run" / "metrics.csv"
+            metrics = last_values(log) if log.is_file() else {}
+            if "perf/data_wait_share" not in metrics:
+                lines.append(f"| {name} | no perf/* metrics logged (fewer than 3 steps?) | | |")
+                continue
             share, step = metrics["perf/data_wait_share"], metrics["perf/step_seconds"]
             wait = step * share / (1 - share)
             lines.append(f"| {name} | {step * 1e3:.1f} | {wait * 1e3:.1f} | {share:.1%} |")

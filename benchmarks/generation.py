@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hf is not None:
 
             def hf_rate(ids=ids, batch=batch) -> float:  # type: ignore[no-untyped-def]
-                kwargs = {"max_new_tokens": args.new, "min_new_tokens": args.new, "do_sample": False}
+                kwargs = {"max_new_tokens": args.new, "min_new_tokens": args.new, "do_sample": False, "use_cache": True}
                 produced: list[torch.Tensor] = []
                 with torch.no_grad():
                     took = seconds(lambda: produced.append(hf.generate(ids, **kwargs)), device)

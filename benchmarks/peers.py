@@ -159,7 +159,9 @@ def x_transformers_lm(shape: Shape, causal: bool) -> nn.Module:
     """x-transformers at ``shape``: SDPA attention, LayerNorm, GELU MLP 4x, learned positions, tied head."""
     from x_transformers import Decoder, Encoder, TransformerWrapper
 
-    layers = (Decoder if causal else Encoder)(dim=shape.dim, depth=shape.depth, heads=shape.heads, attn_flash=True)
+    layers = (Decoder if causal else Encoder)(
+        dim=shape.dim, depth=shape.depth, heads=shape.heads, attn_dim_head=shape.dim // shape.heads, attn_flash=True
+    )  # its default head dim is 64 whatever the head count: set it so the work matches
     return TransformerWrapper(num_tokens=shape.vocab, max_seq_len=shape.seq, attn_layers=layers, tie_embedding=True)
 
 
@@ -171,7 +173,7 @@ def hf_gpt2(shape: Shape) -> nn.Module:
     config = transformers.GPT2Config(
         vocab_size=shape.vocab, n_positions=shape.seq, n_embd=shape.dim, n_layer=shape.depth, n_head=shape.heads,
         activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2,
-        pad_token_id=0,
+        pad_token_id=0, use_cache=False,  # training builds no KV cache; generate() turns it on per call
     )  # fmt: skip
     return transformers.GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
 

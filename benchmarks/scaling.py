@@ -6,7 +6,9 @@ Each (length, dtype) runs in a fresh subprocess at batch 1 (so tokens per step =
 on CPU the growth of the process's peak resident set size (``ru_maxrss``) over the training steps, on CUDA
 ``torch.cuda.max_memory_allocated``. Per-token work is ``6N + 12LHQT`` (PaLM), so time per token stays flat while
 ``6N`` dominates and grows linearly once the attention term does; the table shows both the measured time per token
-and the attention share of the FLOPs.
+and the attention share of the FLOPs. Under bf16 the attention kernel changes with length: the explicit-GEMM path
+(``modal_tf/core/explicit_attention.py``) up to ``MAX_SCORE_BYTES`` of scores per call, SDPA's flash kernel beyond
+(the ``kernel`` column).
 
     OMP_NUM_THREADS=1 python benchmarks/scaling.py [--lengths 256 512 1024 2048 4096] [--write]
 """
@@ -31,6 +33,7 @@ from common import command_line, heading, median, seconds, write_section
 from core import flops_per_token
 from peers import IdTokenizer, Shape, as_batch, core_config
 
+from modal_tf.core.explicit_attention import MAX_SCORE_BYTES
 from modal_tf.models import DecoderOnly
 
 
@@ -94,23 +97,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "growth during training (CPU: peak RSS)",
         args.device,
     )
-    lines += ["", "| dtype | T | s/step | µs/token | µs/token vs first | attention share of FLOPs | peak MiB |"]
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    lines += [
+        "",
+        "| dtype | T | kernel | s/step | µs/token | µs/token vs first | attention share of FLOPs | peak MiB |",
+    ]
+    lines.append("|---|---:|---|---:|---:|---:|---:|---:|")
     for dtype in dtypes:
         first = None
         for length in args.lengths:
             command = [sys.executable, __file__, f"--one={length}", f"--dtype={dtype}", f"--device={args.device}"]
             done = subprocess.run([*command, *shape_args], capture_output=True, text=True, env=os.environ.copy())
             if done.returncode != 0:
-                lines.append(f"| {dtype} | {length} | failed: {done.stderr.strip().splitlines()[-1]} | | | | |")
+                failure = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                lines.append(f"| {dtype} | {length} | | failed: {failure} | | | | |")
                 continue
             result = json.loads(done.stdout.strip().splitlines()[-1])
             per_token = result["seconds"] / length * 1e6
             first = first or per_token
             shape = Shape(args.vocab, args.dim, args.depth, args.heads, length)
             attention = 12 * args.depth * args.dim * length / flops_per_token(shape)  # 12 L H Q T with H Q = D
+            scores = args.heads * length * length * (2 if dtype == "bf16" else 4)  # batch 1
+            kernel = "explicit" if dtype == "bf16" and scores <= MAX_SCORE_BYTES else "sdpa"
             lines.append(
-                f"| {dtype} | {length} | {result['seconds']:.2f} | {per_token:.0f} | {per_token / first:.2f}x | "
+                f"| {dtype} | {length} | {kernel} | {result['seconds']:.2f} | {per_token:.0f} | "
+                f"{per_token / first:.2f}x | "
                 f"{attention:.0%} | {result['peak_mib']:,.0f} |"
             )
             print(lines[-1], flush=True)

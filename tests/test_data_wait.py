@@ -44,13 +44,23 @@ class SlowStep(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def share(tmp_path: Path, fetch_delay: float, step_delay: float) -> DataWaitMonitor:
+class SlowValidation(SlowStep):
+    """Adds a validation step that sleeps, validated twice per epoch."""
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        time.sleep(0.05)
+
+
+def share(tmp_path: Path, fetch_delay: float, step_delay: float, validate: bool = False) -> DataWaitMonitor:
     monitor = DataWaitMonitor(skip=1, log_every_n_steps=0)
     trainer = pl.Trainer(
         max_epochs=1, callbacks=[monitor], logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu",
+        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu", val_check_interval=2,
+        num_sanity_val_steps=0, limit_val_batches=2 if validate else 0,
     )  # fmt: skip
-    trainer.fit(SlowStep(step_delay), DataLoader(SlowDataset(fetch_delay), batch_size=2))
+    model = SlowValidation(step_delay) if validate else SlowStep(step_delay)
+    loader = DataLoader(SlowDataset(fetch_delay), batch_size=2)
+    trainer.fit(model, loader, loader if validate else None)
     return monitor
 
 
@@ -60,6 +70,11 @@ def test_slow_data_shows_a_high_share_and_slow_steps_a_low_one(tmp_path: Path) -
     assert slow_data.steps == slow_step.steps == 3  # 4 batches, first skipped
     assert slow_data.data_wait_share > 0.7, slow_data.data_wait_share
     assert slow_step.data_wait_share < 0.3, slow_step.data_wait_share
+
+
+def test_mid_epoch_validation_is_not_counted_as_data_wait(tmp_path: Path) -> None:
+    monitor = share(tmp_path, fetch_delay=0.0, step_delay=0.04, validate=True)  # validation: 2 x 50 ms, twice
+    assert monitor.data_wait_share < 0.3, monitor.data_wait_share
 
 
 def test_bad_arguments_name_the_argument() -> None:

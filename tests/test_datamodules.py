@@ -229,3 +229,6 @@ def test_spec_augment_draws_new_masks_each_epoch_reproducibly_and_caches_spectro
     assert not torch.equal(clip(0), clip(4)), "SpecAugment repeated the same masks in the next epoch"
     assert torch.equal(clip(4), clip(4)), "an epoch's masks must be a pure function of (seed, epoch, index)"
     assert list(dataset._features) == [(0, "audio")]  # type: ignore[attr-defined]  # keys 0 and 4: one clip, one STFT
+    val = datamodule.make_dataset("val")
+    val[0]["inputs"]["audio"].values.zero_()  # a caller editing an item in place
+    assert val[0]["inputs"]["audio"].values.abs().sum() > 0, "editing an item corrupted the spectrogram cache"

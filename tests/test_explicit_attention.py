@@ -65,16 +65,31 @@ def test_fully_masked_query_gives_zero_output_and_gradients_like_sdpa() -> None:
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_bf16_training_takes_the_explicit_path_with_sdpa_like_error() -> None:
-    low = qkv(torch.bfloat16, 16, 16)
+@pytest.mark.parametrize("sharpness", [1.0, 3.0])  # score std ~1 (spread out) and ~9 (sharply peaked)
+def test_bf16_training_takes_the_explicit_path_with_sdpa_like_error(sharpness: float) -> None:
+    exact_inputs = [t.detach() * (sharpness if i < 2 else 1.0) for i, t in enumerate(qkv(torch.float64, 64, 64))]
+    exact_inputs = [t.requires_grad_() for t in exact_inputs]
+    low = [t.detach().to(torch.bfloat16).requires_grad_() for t in exact_inputs]
     assert uses_explicit(*low, dropout_p=0.0)
-    exact = outputs_and_grads(F.scaled_dot_product_attention, qkv(torch.float64, 16, 16), is_causal=True)
+    exact = outputs_and_grads(F.scaled_dot_product_attention, exact_inputs, is_causal=True)
     ours = outputs_and_grads(attention, low, is_causal=True)
     sdpa = outputs_and_grads(F.scaled_dot_product_attention, low, is_causal=True)
     for name, a, b, e in zip(("out", "dq", "dk", "dv"), ours, sdpa, exact, strict=True):
-        our_error = (a.double() - e).abs().max().item()
-        sdpa_error = (b.double() - e).abs().max().item()
-        assert our_error <= 2 * sdpa_error + 1e-2, f"{name}: explicit error {our_error:.3g} vs SDPA {sdpa_error:.3g}"
+        our_error = ((a.double() - e).norm() / e.norm()).item()
+        sdpa_error = ((b.double() - e).norm() / e.norm()).item()
+        # Documented trade-off: bf16 scores cost up to ~2x SDPA's error on peaked attention, never more than 3x.
+        assert our_error <= 3 * sdpa_error + 1e-3, f"{name}: explicit error {our_error:.3g} vs SDPA {sdpa_error:.3g}"
+        assert our_error < 0.05, f"{name}: relative error {our_error:.3g} is beyond bf16 level"
+
+
+def test_fully_masked_rows_stay_finite_in_fp16() -> None:
+    """fp16's most negative value plus a negative score overflows to -inf; the row must still come out zero."""
+    tensors = [t.detach().mul(8).half().requires_grad_() for t in qkv(torch.float64, 3, 3)]
+    mask = torch.tensor([[True, True, False], [False, False, False], [True, False, False]])[None, None]
+    out = explicit_attention(*tensors, mask=mask)
+    out.float().sum().backward()
+    assert torch.isfinite(out).all() and out[:, :, 1].abs().max() == 0
+    assert all(torch.isfinite(t.grad).all() for t in tensors)  # type: ignore[arg-type]
 
 
 def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,7 +40,7 @@ class ModelSpec:
         architecture: The timm architecture (``""`` for our ViT).
         size: ``VIT_SIZES`` key for the two ViT families, else ``""``.
         stem: ``""`` keeps timm's ImageNet stem; a ``STEMS`` name (``small``, ``cifar``) rebuilds it
-            for small images (``modal_tf/compare/stems.py``).
+            for small images (``modal_tf/models/timm_stems.py``).
     """
 
     name: str

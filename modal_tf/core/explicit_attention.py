@@ -12,9 +12,17 @@ above ``MAX_SCORE_BYTES`` where the flash kernel's O(T) memory matters — calls
 
 Semantics match SDPA: ``mask`` is boolean (True = may attend) broadcastable to ``(B, H, T, S)``; ``is_causal``
 masks keys after each query (top-left aligned, as SDPA); the scale is ``Dh ** -0.5``; a query with no key it
-may attend to gets a zero output (and zero gradients), as SDPA's CPU kernels return. Scores are formed in the
-input precision and the softmax accumulates in fp32 inside the kernel, as mixed-precision attention does
-(Micikevicius et al. 2018, https://arxiv.org/abs/1710.03740); tests bound its error against fp64.
+may attend to gets a zero output (and zero gradients), as SDPA's CPU kernels return.
+
+Precision trade-off: scores ``Q Kᵀ`` are rounded to the input precision before the softmax (which accumulates in
+fp32 inside the kernel), as unfused attention under autocast does; SDPA's fused kernel keeps scores in fp32. The
+error against fp64 is close to SDPA's for spread-out attention and up to ~2x SDPA's for sharply peaked attention
+(score std ~9) — still bf16-level (~1e-2 relative), which bf16 mixed-precision training tolerates by design
+(Micikevicius et al. 2018, https://arxiv.org/abs/1710.03740). fp32 scores would make ``Q Kᵀ`` an fp32 GEMM and
+cost most of the speed-up. Tests bound the error for both regimes.
+
+Memory: the explicit path keeps each layer's probabilities ``(N, T, S)`` for backward (SDPA keeps O(T) row
+statistics); ``MAX_SCORE_BYTES`` caps that per call, so a deep model holds up to depth x that.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 # The explicit path keeps the (N, T, S) probabilities for backward; above this size per call, SDPA's flash kernel
-# (which keeps O(T) statistics instead) is used, so long sequences do not trade speed for memory blow-up.
+# (which keeps O(T) statistics instead) is used, so long sequences keep SDPA's memory footprint.
 MAX_SCORE_BYTES = 64 * 2**20
 
 
@@ -70,14 +78,17 @@ def attention(
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
     """The explicit path at any dtype and device (``attention`` picks it; tests compare it with SDPA in fp64)."""
-    if is_causal:
+    reachable = None
+    if is_causal:  # top-left causal: every query reaches key 0, so no row is ever fully masked
         mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()  # (T, S)
+    elif mask is not None:
+        reachable = mask.any(-1, keepdim=True)  # (B|1, H|1, T, 1): False where a query may attend to nothing
     bias = None
     if mask is not None:
-        # An additive bias with the dtype's most negative finite value (not -inf): a fully masked row then gives a
-        # uniform softmax instead of NaN, and ExplicitAttention zeroes it afterwards.
+        # The dtype's most negative finite value, not -inf, so a fully masked row never sums -inf + -inf; such rows
+        # (fp16 may still overflow them to -inf and NaN) are zeroed after the softmax, as SDPA's CPU kernels return.
         bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, torch.finfo(q.dtype).min)
-    return ExplicitAttention.apply(q, k, v, bias)  # type: ignore[no-any-return]
+    return ExplicitAttention.apply(q, k, v, bias, reachable)  # type: ignore[no-any-return]
 
 
 class ExplicitAttention(torch.autograd.Function):
@@ -88,7 +99,9 @@ class ExplicitAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+    def forward(
+        ctx: FunctionCtx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, reachable: Tensor | None
+    ) -> Tensor:
         batch, heads, queries, head_dim = q.shape
         keys = k.shape[2]
         scale = head_dim**-0.5
@@ -99,10 +112,8 @@ class ExplicitAttention(torch.autograd.Function):
         if bias is not None:
             scores.view(batch, heads, queries, keys).add_(bias)  # bias broadcasts over (B, H, T, S)
         probs = torch.softmax(scores, dim=-1)  # (N, T, S), fp32 accumulation inside the kernel
-        if bias is not None:
-            reachable = (bias > torch.finfo(bias.dtype).min).any(-1, keepdim=True)  # (B|1, H|1, T, 1)
-            if not bool(reachable.all()):  # rare (fully padded rows): match SDPA's zero output
-                probs.view(batch, heads, queries, keys).mul_(reachable)
+        if reachable is not None:  # unconditional (no data-dependent branch, so torch.compile keeps one graph)
+            probs.view(batch, heads, queries, keys).masked_fill_(~reachable, 0.0)
         out = torch.bmm(probs, v3)  # (N, T, Dh)
         ctx.save_for_backward(q3, k3, v3, probs)
         ctx.scale = scale  # type: ignore[attr-defined]
@@ -124,5 +135,6 @@ class ExplicitAttention(torch.autograd.Function):
             None if grad_q is None else grad_q.view(batch, heads, queries, head_dim),
             None if grad_k is None else grad_k.view(batch, heads, keys, head_dim),
             None if grad_v is None else grad_v.view(batch, heads, keys, head_dim),
+            None,
             None,
         )

@@ -78,8 +78,10 @@ class AudioDataset(EncodedDataset):
         for name, tokenizer in self.task.inputs.items():
             if isinstance(tokenizer, SpectrogramTokenizer):
                 features = self._spectrogram(index, name, tokenizer)
-                if self.augment is not None:
+                if self.augment is not None:  # returns a new tensor
                     features = self.augment(features, (self.seed * 1_000_003 + epoch) * 1_000_033 + index)
+                elif self.cache_features:  # tokens may view their features: never hand out the cached tensor
+                    features = features.clone()
                 inputs[name] = tokenizer.tokens_from_features(features)
             else:
                 inputs[name] = tokenizer.encode(load_clip(sample["inputs"][name]))

@@ -4,6 +4,8 @@ The training loop fetches a batch, then calls ``on_train_batch_start``, the step
 from one batch's end to the next batch's start is therefore the fetch (DataLoader, collation, tokenization with
 ``num_workers=0``) plus the loop's own bookkeeping; the time from start to end is the step. The share of the
 first over both says whether the GPU/CPU waits on the input pipeline (target < 10 %: add workers otherwise).
+Validation runs inside that gap and is excluded; work that other callbacks do in their own ``on_train_batch_end``
+after this one (e.g. a checkpoint saved every few steps) is not, so read the figure next to such settings.
 
 Use it from the CLI: ``modal-tf fit --config ... --trainer.callbacks+=modal_tf.lit.DataWaitMonitor``.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 
@@ -67,6 +70,10 @@ class DataWaitMonitor(Callback):
                 self._log(trainer)
         self._seen_in_epoch += 1
         self._batch_end = time.perf_counter()  # after our own bookkeeping, so it is not counted as data wait
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and self._batch_end is not None:
+            self._batch_end = time.perf_counter()  # mid-epoch validation is not data wait
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.steps:
