@@ -92,13 +92,18 @@ def main() -> None:
             for path in sorted((ROOT / "recipes").glob("*/*.yaml"))
             if not any(real in path.name for real in ("cifar10", "speech_commands"))
         ]
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for recipe in recipes:
         entry = measure(recipe, Path(options.save_dir))
-        entry["machine"] = f"{platform.machine()} {os.cpu_count()} cores, torch threads default"
+        threads = os.environ.get("OMP_NUM_THREADS", "default")
+        entry["machine"] = f"{platform.machine()} {os.cpu_count()} cores, torch threads {threads}"
+        # Re-read just before writing and replace only this recipe's entry: another measurement running at the
+        # same time must not have its fresh entries overwritten by the copy this process read at start.
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
         results[recipe] = entry
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
+        temporary = RESULTS.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(results, indent=1, sort_keys=True))
+        temporary.replace(RESULTS)  # atomic: a reader never sees half a file
         print(json.dumps(entry, indent=1), flush=True)
 
 
