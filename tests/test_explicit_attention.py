@@ -101,6 +101,9 @@ def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
         assert not uses_explicit(*low, dropout_p=0.0)
     monkeypatch.setattr(explicit, "MAX_SCORE_BYTES", 2 * 3 * 6 * 6 * 2 - 1)  # one byte less than these scores
     assert not uses_explicit(*low, dropout_p=0.0), "large score matrices must use SDPA's O(T)-memory kernel"
+    monkeypatch.setattr(explicit, "MAX_SCORE_BYTES", 2**30)
+    monkeypatch.setattr(explicit, "MAX_KEYS", 5)  # these rows have 6 keys
+    assert not uses_explicit(*low, dropout_p=0.0), "long rows must use SDPA (faster there)"
 
 
 def test_transformer_bf16_autocast_gradients_match_fp32() -> None:
