@@ -14,7 +14,6 @@ Notation: B batch; samples/s counts raw samples encoded by one process.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command_line, heading, interleave, median, seconds, write_section
 
 from modal_tf.tokenizers import tokenizer_from_spec
+from recipes import last_metrics
 
 TARGET = 0.10
 CLI = str(Path(sys.executable).with_name("modal-tf"))
@@ -86,15 +86,6 @@ def tokenize_section(args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def last_values(path: Path) -> dict[str, float]:
-    """The last non-empty value of every column of a Lightning CSV log."""
-    values: dict[str, float] = {}
-    with path.open() as stream:
-        for row in csv.DictReader(stream):
-            values.update({key: float(value) for key, value in row.items() if value not in ("", None)})
-    return values
-
-
 def recipe_section(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """Data-wait share of each recipe's first ``args.steps`` training steps."""
     recipes = [
@@ -118,7 +109,7 @@ def recipe_section(args: argparse.Namespace) -> tuple[list[str], list[str]]:
                 lines.append(f"| {name} | failed: {failure[:80]} | | |")
                 continue
             log = save_dir / "run" / "metrics.csv"
-            metrics = last_values(log) if log.is_file() else {}
+            metrics = last_metrics(log) if log.is_file() else {}
             if "perf/data_wait_share" not in metrics:
                 lines.append(f"| {name} | no perf/* metrics logged (fewer than 3 steps?) | | |")
                 continue
