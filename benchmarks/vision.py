@@ -85,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.to(device).train()
 
     def tokenized() -> TokenBatch:
-        batch = tokenizer.collate([tokenizer.encode(image) for image in images])  # values (B, T, F)
-        return TokenBatch(*(part.to(device) for part in batch))
+        return tokenizer.collate([tokenizer.encode(image) for image in images]).to(device)  # values (B, T, F)
 
     patches = tokenized()
     pixels = images.to(device)

@@ -13,6 +13,7 @@ from modal_tf.testing import TokenizerContractError, check_tokenizer
 from modal_tf.tokenizers import (
     ByteTokenizer,
     DiscreteTokenizer,
+    TokenBatch,
     Tokens,
     create_tokenizer,
     list_tokenizers,
@@ -171,3 +172,11 @@ def test_tokenizers_hold_no_parameters() -> None:
         tokenizer = create_tokenizer(name)
         assert not isinstance(tokenizer, torch.nn.Module)
         assert isinstance(tokenizer, DiscreteTokenizer)
+
+
+def test_token_batch_moves_every_tensor_and_stays_a_token_batch() -> None:
+    batch = ByteTokenizer().collate([ByteTokenizer().encode("ab"), ByteTokenizer().encode("abc")])
+    moved = batch.to(torch.device("meta"))
+    assert isinstance(moved, TokenBatch)
+    assert all(part.device.type == "meta" for part in moved)
+    assert [part.shape for part in moved] == [part.shape for part in batch]

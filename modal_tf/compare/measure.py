@@ -69,7 +69,7 @@ def images_per_second(net: nn.Module, inputs: Inputs, warmup: int = 2, repeats: 
     if warmup < 0 or repeats < 1:
         raise ValueError(f"images_per_second needs warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
     device = next(net.parameters()).device
-    inputs = {name: TokenBatch(*(tensor.to(device) for tensor in batch)) for name, batch in inputs.items()}
+    inputs = {name: batch.to(device) for name, batch in inputs.items()}
     size = next(iter(inputs.values())).values.shape[0]
     was_training = net.training
     net.eval()
@@ -95,7 +95,7 @@ def seconds_per_step(net: nn.Module, inputs: Inputs, labels: torch.Tensor, steps
         raise ValueError(f"seconds_per_step needs steps >= 1, got {steps}")
     probe = copy.deepcopy(net).train()
     device = next(probe.parameters()).device
-    inputs = {name: TokenBatch(*(tensor.to(device) for tensor in batch)) for name, batch in inputs.items()}
+    inputs = {name: batch.to(device) for name, batch in inputs.items()}
     labels = labels.to(device)
     optimizer = torch.optim.AdamW(probe.parameters())
     timings: list[float] = []

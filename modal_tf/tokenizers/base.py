@@ -43,6 +43,10 @@ class TokenBatch(NamedTuple):
     coords: Tensor
     valid: Tensor
 
+    def to(self, device: torch.device | str) -> TokenBatch:
+        """The same batch with every tensor on ``device``."""
+        return TokenBatch(self.values.to(device), self.coords.to(device), self.valid.to(device))
+
 
 class Tokenizer(ABC):
     """Base of every tokenizer plugin.
