@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, heading, write_section
+from common import command_line, heading, seconds, write_section
 
 from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionMuLawTokenizer, ActionTokenizer
 from modal_tf.tokenizers.fast import ActionFastTokenizer
@@ -60,15 +59,8 @@ def reaching_chunks(count: int, steps: int, dims: int, seed: int) -> list[np.nda
 
 def throughput(function: Callable[[], object], items: int, repeats: int = 5) -> float:
     """Best-of-``repeats`` items per second of ``function``, which handles ``items`` items."""
-    best = min(timed(function) for _ in range(repeats))
+    best = min(seconds(function) for _ in range(repeats))
     return items / best
-
-
-def timed(function: Callable[[], object]) -> float:
-    """Wall-clock seconds of one call."""
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def measure(tokenizer: ActionTokenizer, train: list[np.ndarray], test: list[np.ndarray], hz: float) -> dict[str, float]:

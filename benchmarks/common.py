@@ -9,10 +9,8 @@ produced it.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -22,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
+
+from modal_tf.compare.measure import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -34,15 +34,6 @@ process, interleaved after warm-up; figures are medians over rounds, ratios are 
 faster). Each section is replaced when its script runs again with `--write`. Nothing here is asserted by the test
 suite: these are measurements, not pass/fail checks.
 """
-
-
-def cpu_name() -> str:
-    """The CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device | str = "cpu") -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from pydoc_data.topics import topics
@@ -31,18 +30,11 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, heading, write_section
+from common import command_line, heading, interleave, seconds, write_section
 
 from modal_tf.tokenizers.bpe import BPETokenizer, _check_text
 
 TARGET_OVERHEAD = 0.10
-
-
-def seconds(call: Callable[[], object]) -> float:
-    """Wall-clock seconds of one ``call()``."""
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -80,12 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours.encode(text).values.tolist() == reference.encode(text, add_special_tokens=False).ids for text in texts
     )
     tokens = sum(len(reference.encode(text, add_special_tokens=False).ids) for text in texts)
-    for encode in encoders.values():  # warm-up: thread pools, allocator, caches
-        encode()
-    rates: dict[str, list[float]] = {name: [] for name in encoders}
-    for _ in range(args.rounds):
-        for name, encode in encoders.items():
-            rates[name].append(megabytes / seconds(encode))
+    # One warm-up call each (thread pools, allocator, caches), then interleaved rounds.
+    rates = interleave(
+        {name: (lambda encode=encode: megabytes / seconds(encode)) for name, encode in encoders.items()}, args.rounds
+    )
     median = {name: statistics.median(r) for name, r in rates.items()}
     # The wrapper's own work (input checks, list -> tensors) timed alone on precomputed ids: a quieter estimate than
     # the difference of two noisy rates, and the part that stays serial when encode_batch runs on many cores.

@@ -25,7 +25,13 @@ import torch
 from modal_tf.compare.catalogue import ModelSpec, resolve_model
 from modal_tf.compare.config import CompareConfig
 from modal_tf.compare.data import PreparedData, PreparedImages, prepare_data
-from modal_tf.compare.measure import count_parameters, flops_per_image, images_per_second, seconds_per_step
+from modal_tf.compare.measure import (
+    count_parameters,
+    cpu_name,
+    flops_per_image,
+    images_per_second,
+    seconds_per_step,
+)
 from modal_tf.compare.recorder import RunRecorder
 from modal_tf.lit import ModalModule, OptimizerConfig
 
@@ -223,18 +229,6 @@ def measure_cost(spec: ModelSpec, trained: TrainedRun) -> ModelCost:
     )
 
 
-def _cpu_name() -> str:
-    """The CPU model from ``/proc/cpuinfo`` where there is one, else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(config: CompareConfig) -> dict[str, Any]:
     """Versions and hardware, written beside the numbers (timings mean little without them)."""
     import lightning
@@ -246,7 +240,7 @@ def environment(config: CompareConfig) -> dict[str, Any]:
         "timm": timm.__version__,
         "lightning": lightning.__version__,
         "machine": platform.machine(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

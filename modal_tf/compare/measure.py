@@ -10,6 +10,7 @@ a scatter, negligible next to the network).
 from __future__ import annotations
 
 import copy
+import platform
 import statistics
 import time
 from collections.abc import Mapping
@@ -22,6 +23,18 @@ from torch.utils.flop_counter import FlopCounterMode
 from modal_tf.tokenizers import TokenBatch
 
 Inputs = Mapping[str, TokenBatch]
+
+
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` where there is one, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def count_parameters(net: nn.Module) -> int:
