@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import statistics
 import sys
@@ -39,8 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from modal_tf.compare.measure import count_parameters
 from modal_tf.core import TransformerConfig
 from modal_tf.data.long_range import first_last_match
+from modal_tf.lit.optim import warmup_cosine
 from modal_tf.models import EncoderOnly
 from modal_tf.tokenizers import DiscreteTokenizer, TokenBatch, Tokens
 
@@ -138,11 +139,6 @@ class ConvClassifier(nn.Module):
         return self.head(x.amax(dim=-1))  # max over positions: (B, C) -> (B, 2)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-
-
 def matching_channels(target: int, alphabet: int, depth: int, kernel_size: int) -> int:
     """The CNN width C whose parameter count is closest to ``target``."""
 
@@ -177,12 +173,8 @@ def train(model: nn.Module, args: argparse.Namespace, length: int, seed: int) ->
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 10)
 
-    def schedule(step: int) -> float:  # linear warmup, then cosine decay to zero (or constant)
-        if args.constant_lr:
-            return 1.0
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
+    def schedule(step: int) -> float:  # the recipes' linear warmup, then cosine decay to zero (or constant)
+        return 1.0 if args.constant_lr else warmup_cosine(step, warmup, args.steps, 0.0)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     started = time.perf_counter()
