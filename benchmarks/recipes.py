@@ -46,6 +46,20 @@ def last_metrics(path: Path) -> dict[str, float]:
     return values
 
 
+def merge_entry(path: Path, key: str, entry: dict[str, object]) -> None:
+    """Set ``key`` to ``entry`` in the JSON file ``path``, atomically.
+
+    The file is re-read just before writing and only ``key`` is replaced: another measurement running at the
+    same time must not have its fresh entries overwritten by the copy this process read at start.
+    """
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[key] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(results, indent=1, sort_keys=True))
+    temporary.replace(path)  # atomic: a reader never sees half a file
+
+
 def measure(recipe: str, save_dir: Path) -> dict[str, object]:
     """Fit, test (and roll out, for robot recipes) one recipe."""
     name = recipe.replace("/", "_")
@@ -96,14 +110,7 @@ def main() -> None:
         entry = measure(recipe, Path(options.save_dir))
         threads = os.environ.get("OMP_NUM_THREADS", "default")
         entry["machine"] = f"{platform.machine()} {os.cpu_count()} cores, torch threads {threads}"
-        # Re-read just before writing and replace only this recipe's entry: another measurement running at the
-        # same time must not have its fresh entries overwritten by the copy this process read at start.
-        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        results[recipe] = entry
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        temporary = RESULTS.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(results, indent=1, sort_keys=True))
-        temporary.replace(RESULTS)  # atomic: a reader never sees half a file
+        merge_entry(RESULTS, recipe, entry)
         print(json.dumps(entry, indent=1), flush=True)
 
 

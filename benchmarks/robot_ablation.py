@@ -7,11 +7,11 @@ Results, with the exact commands, go to ``docs/robot_ablation.json``.
 
     python benchmarks/robot_ablation.py                 # every variant
     python benchmarks/robot_ablation.py action_mulaw    # one variant
-    python benchmarks/robot_ablation.py action_mulaw action_fast --bins-from-recipe-results
+    python benchmarks/robot_ablation.py action_bins action_mulaw --recipe-run-from-results
 
-``--bins-from-recipe-results`` records the ``action_bins`` row from the VLA entry of
-``docs/recipe_results.json`` (written by ``benchmarks/recipes.py``) instead of training it again: the
-recipe's own action tokenizer is exactly that variant, so the run would be the same.
+``--recipe-run-from-results`` records the row of the variant the recipe itself uses (read from its YAML;
+``action_fast`` now) from the VLA entry of ``docs/recipe_results.json`` (written by
+``benchmarks/recipes.py``) instead of training it again: that run would be the same.
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipes import CLI, ROOT, last_metrics, run
+from recipes import CLI, ROOT, last_metrics, merge_entry, run
 from recipes import RESULTS as RECIPE_RESULTS
 
 RESULTS = ROOT / "docs" / "robot_ablation.json"
 RECIPE = "recipes/robot/encoder_decoder_vla.yaml"
-# Each spec keeps the recipe's budget comparable: 32 uniform bins (the recipe's own choice), 32 mu-law
-# bins over the actions' true range |a| <= 1 (Gato's M = 256 would leave most bins unused), and FAST
-# with a small BPE vocabulary, since a 4-step chunk has only 8 DCT coefficients to compress.
+# Each spec keeps the budget comparable: 32 uniform bins, 32 mu-law bins over the actions' true range
+# |a| <= 1 (Gato's M = 256 would leave most bins unused), and FAST with a small BPE vocabulary, since a
+# one-step target has only 2 DCT coefficients to compress (FAST is the recipe's own choice).
 VARIANTS: dict[str, str] = {
     "action_bins": "{name: action_bins, num_bins: 32}",
     "action_mulaw": "{name: action_mulaw, num_bins: 32, mu: 100.0, max_magnitude: 1.0}",
@@ -78,12 +80,21 @@ def measure(variant: str, save_dir: Path) -> dict[str, object]:
     }
 
 
-def bins_from_recipe_results() -> dict[str, object]:
-    """The ``action_bins`` row taken from the VLA recipe's entry in ``docs/recipe_results.json``."""
+def recipe_variant() -> str:
+    """The ``VARIANTS`` key whose spec equals the recipe YAML's ``action_tokenizer``."""
+    spec = yaml.safe_load((ROOT / RECIPE).read_text())["data"]["init_args"]["action_tokenizer"]
+    for variant, text in VARIANTS.items():
+        if yaml.safe_load(text) == spec:
+            return variant
+    raise SystemExit(f"{RECIPE} uses action_tokenizer {spec}, which is none of the variants {sorted(VARIANTS)}")
+
+
+def recipe_run_from_results() -> dict[str, object]:
+    """The recipe's own variant's row, taken from its entry in ``docs/recipe_results.json``."""
     entry = json.loads(RECIPE_RESULTS.read_text())["robot/encoder_decoder_vla"]
     rollout = entry["rollout"]
     return {
-        "action_tokenizer": VARIANTS["action_bins"],
+        "action_tokenizer": VARIANTS[recipe_variant()],
         "fit_seconds": entry["fit_seconds"],
         "val": entry["val"],
         "success": {row["policy"]: row["success_rate"] for row in rollout["rows"]},
@@ -98,20 +109,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="*", help=f"some of {sorted(VARIANTS)} (default: all)")
     parser.add_argument("--save-dir", default="runs/robot_ablation")
-    parser.add_argument("--bins-from-recipe-results", action="store_true", help="reuse the recipe's own run")
+    parser.add_argument("--recipe-run-from-results", action="store_true", help="reuse the recipe's own run")
     options = parser.parse_args()
     unknown = sorted(set(options.variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; expected some of {sorted(VARIANTS)}")
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    if options.bins_from_recipe_results:
-        results["action_bins"] = bins_from_recipe_results()
-        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
-    for variant in options.variants or ([] if options.bins_from_recipe_results else list(VARIANTS)):
-        results[variant] = measure(variant, Path(options.save_dir))
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
-        print(json.dumps(results[variant], indent=1), flush=True)
+    if options.recipe_run_from_results:
+        merge_entry(RESULTS, recipe_variant(), recipe_run_from_results())
+    for variant in options.variants or ([] if options.recipe_run_from_results else list(VARIANTS)):
+        entry = measure(variant, Path(options.save_dir))
+        merge_entry(RESULTS, variant, entry)
+        print(json.dumps(entry, indent=1), flush=True)
 
 
 if __name__ == "__main__":
