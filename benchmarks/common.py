@@ -13,11 +13,11 @@ import datetime
 import os
 import re
 import shlex
-import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from statistics import median as median  # re-exported: scripts take all their helpers from here
 
 import torch
 
@@ -83,11 +83,6 @@ def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int, warmu
         for name, work in contenders.items():
             results[name].append(work())
     return results
-
-
-def median(values: Sequence[float]) -> float:
-    """``statistics.median`` (re-exported so scripts need one import for their summaries)."""
-    return statistics.median(values)
 
 
 def gemm_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 1024, repeats: int = 5) -> float:

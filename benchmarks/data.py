@@ -29,11 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command_line, heading, interleave, median, seconds, write_section
 
 from modal_tf.tokenizers import tokenizer_from_spec
-from recipes import last_metrics
+from recipes import embedded_recipes, last_metrics
 
 TARGET = 0.10
 CLI = str(Path(sys.executable).with_name("modal-tf"))
-REAL_DATA = ("cifar10", "speech_commands")  # need a download; not part of the offline suite
 
 
 def tokenizer_cases() -> dict[str, tuple[Any, Callable[[int], Any]]]:
@@ -88,13 +87,10 @@ def tokenize_section(args: argparse.Namespace) -> list[str]:
 
 def recipe_section(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """Data-wait share of each recipe's first ``args.steps`` training steps."""
-    recipes = [
-        path for path in sorted((ROOT / "recipes").glob("*/*.yaml")) if not any(r in path.name for r in REAL_DATA)
-    ]
     lines = ["", "| recipe | ms per step | ms waiting for data | data wait share |", "|---|---:|---:|---:|"]
     worst: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
-        for recipe in recipes:
+        for recipe in embedded_recipes():
             name = f"{recipe.parent.name}/{recipe.stem}"
             save_dir = Path(scratch) / recipe.stem
             command = [
