@@ -85,18 +85,23 @@ def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int, warmu
     return results
 
 
-def gemm_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 1024, repeats: int = 5) -> float:
-    """Achieved FLOP/s of a square ``(size, size) @ (size, size)`` matmul: the machine's practical peak.
+def gemm_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 1024, repeats: int = 3) -> float:
+    """Achieved FLOP/s of ``repeats`` square ``(size, size) @ (size, size)`` matmuls: the machine's practical peak.
 
     Model FLOP utilisation (MFU, PaLM appendix B, https://arxiv.org/abs/2204.02311) divides a model's useful
-    FLOP/s by the hardware peak; on a shared CPU the datasheet peak is meaningless, so a large GEMM measured in the
-    same run and at the same thread count stands in for it.
+    FLOP/s by the hardware peak; on a shared CPU the datasheet peak is meaningless, so a large GEMM at the same
+    thread count stands in for it. Its rate drifts by tens of percent between minutes on a shared VM, so callers
+    interleave it with the models (``interleave``) and divide by its median over the same rounds.
     """
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     torch.mm(a, b)  # warm-up: oneDNN / cuBLAS pick their kernels on the first call
-    best = min(seconds(lambda: torch.mm(a, b), device) for _ in range(repeats))
-    return 2 * size**3 / best
+
+    def run() -> None:
+        for _ in range(repeats):
+            torch.mm(a, b)
+
+    return 2 * size**3 * repeats / seconds(run, device)
 
 
 def training_flops_per_token(params: int, layers: int, heads: int, head_dim: int, seq: int) -> float:

@@ -54,6 +54,28 @@ def test_explicit_path_equals_sdpa_in_float64(queries: int, keys: int, kwargs: d
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{name} differs from SDPA")
 
 
+@pytest.mark.parametrize(
+    ("queries", "keys", "block_rows"),
+    [(7, 7, 2), (7, 7, 3), (8, 8, 4), (9, 5, 2), (5, 9, 2), (6, 6, 6), (6, 6, 100)],  # T > S, T < S, one block
+)
+def test_causal_query_blocks_equal_sdpa_in_float64(queries: int, keys: int, block_rows: int) -> None:
+    tensors = qkv(torch.float64, queries, keys)
+    ours = outputs_and_grads(explicit_attention, tensors, is_causal=True, block_rows=block_rows)
+    reference = outputs_and_grads(F.scaled_dot_product_attention, tensors, is_causal=True)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{name} differs from SDPA")
+
+
+def test_causal_blocks_skip_the_scores_above_the_diagonal() -> None:
+    blocks = explicit.causal_blocks(256, 256, 64, torch.float32, torch.device("cpu"))
+    assert [(b.start, b.stop, b.keys, b.bias_from) for b in blocks] == [
+        (0, 64, 64, 0), (64, 128, 128, 64), (128, 192, 192, 128), (192, 256, 256, 192)
+    ]  # fmt: skip
+    assert sum((b.stop - b.start) * b.keys for b in blocks) == 256 * 256 * 10 // 16
+    with pytest.raises(ValueError, match="rows must be a positive"):
+        explicit.causal_blocks(4, 4, 0, torch.float32, torch.device("cpu"))
+
+
 def test_fully_masked_query_gives_zero_output_and_gradients_like_sdpa() -> None:
     tensors = qkv(torch.float64, 3, 3)
     mask = torch.tensor([[True, True, False], [False, False, False], [True, False, False]])[None, None]
@@ -67,7 +89,8 @@ def test_fully_masked_query_gives_zero_output_and_gradients_like_sdpa() -> None:
 
 @pytest.mark.parametrize("sharpness", [1.0, 3.0])  # score std ~1 (spread out) and ~9 (sharply peaked)
 def test_bf16_training_takes_the_explicit_path_with_sdpa_like_error(sharpness: float) -> None:
-    exact_inputs = [t.detach() * (sharpness if i < 2 else 1.0) for i, t in enumerate(qkv(torch.float64, 64, 64))]
+    # 130 queries: three causal blocks (64, 64, 2), so dK/dV accumulate across blocks in bf16
+    exact_inputs = [t.detach() * (sharpness if i < 2 else 1.0) for i, t in enumerate(qkv(torch.float64, 130, 130))]
     exact_inputs = [t.requires_grad_() for t in exact_inputs]
     low = [t.detach().to(torch.bfloat16).requires_grad_() for t in exact_inputs]
     assert uses_explicit(*low, dropout_p=0.0)
@@ -104,6 +127,9 @@ def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(explicit, "MAX_SCORE_BYTES", 2**30)
     monkeypatch.setattr(explicit, "MAX_KEYS", 5)  # these rows have 6 keys
     assert not uses_explicit(*low, dropout_p=0.0), "long rows must use SDPA (faster there)"
+    assert uses_explicit(*low, dropout_p=0.0, is_causal=True), "causal rows have their own, longer limit"
+    monkeypatch.setattr(explicit, "MAX_CAUSAL_KEYS", 5)
+    assert not uses_explicit(*low, dropout_p=0.0, is_causal=True)
 
 
 def test_transformer_bf16_autocast_gradients_match_fp32() -> None:

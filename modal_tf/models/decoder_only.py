@@ -71,7 +71,7 @@ class DecoderOnly(nn.Module):
         x = self.embedder.embed(TARGET, target.values, target.coords)  # (B, T, D)
         valid, coords = target.valid, pad_axes(target.coords, self.embedder.num_axes)
         prefix_length = context.x.shape[1]
-        if cache is None or cache.length == 0:  # the prefix enters the sequence (and the cache) once
+        if prefix_length and (cache is None or cache.length == 0):  # the prefix enters the sequence (and cache) once
             x = torch.cat([context.x, x], dim=1)  # (B, P + T, D)
             valid = torch.cat([context.valid, valid], dim=1)  # (B, P + T)
             coords = torch.cat([context.coords, coords], dim=1)  # (B, P + T, A)
