@@ -31,8 +31,10 @@ HEADER = """# Benchmarks
 
 Measured by `make bench` (or each script alone) on the machine named in each section. Contenders run in one
 process, interleaved after warm-up; figures are medians over rounds, ratios are ours / theirs (> 1: ours is
-faster). Each section is replaced when its script runs again with `--write`. Nothing here is asserted by the test
-suite: these are measurements, not pass/fail checks.
+faster; "paired": the median of per-round ratios, robust to the VM's speed drifting between rounds). Each section is
+replaced when its script runs again with `--write`. Nothing here is asserted by the test suite: these are
+measurements, not pass/fail checks. This shared 2-core VM's speed drifts by tens of percent within minutes (most
+under bf16/AMX), so a single ratio is trustworthy to roughly +-10 %.
 """
 
 
@@ -83,6 +85,17 @@ def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int, warmu
         for name, work in contenders.items():
             results[name].append(work())
     return results
+
+
+def paired_ratio(ours: Sequence[float], theirs: Sequence[float]) -> float:
+    """Median over rounds of ``ours[i] / theirs[i]``: rates measured side by side in one round are compared.
+
+    On a shared VM the machine's speed drifts by tens of percent within minutes; a ratio of medians mixes fast and
+    slow rounds, while each per-round ratio compares two runs a few seconds apart.
+    """
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError(f"need equally many rounds on both sides, got {len(ours)} and {len(theirs)}")
+    return median([a / b for a, b in zip(ours, theirs, strict=True)])
 
 
 def gemm_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 1024, repeats: int = 3) -> float:

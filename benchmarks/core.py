@@ -6,7 +6,8 @@ Contenders (``benchmarks/peers.py``): ours, a nanoGPT-style SDPA reference, ``nn
 x-transformers and Hugging Face GPT-2 (decoder only), all at one shape from random init. One timed step is
 forward, cross-entropy over every position, backward, ``AdamW(foreach=True).step()`` and
 ``zero_grad(set_to_none=True)``; ``bf16`` wraps forward and loss in ``torch.autocast``. Contenders run
-interleaved and the median tokens/s over rounds is reported, with model FLOP utilisation against a GEMM
+interleaved; the median tokens/s over rounds is reported, ratios are medians of per-round ratios
+(``common.paired_ratio``), and model FLOP utilisation is taken against a GEMM
 (``common.gemm_flops``) interleaved in the same rounds (its median). Targets (issue #8): fp32 ours >= the
 fastest peer and >= 75 % of the GEMM reference; bf16 ours >= 1.2x the fastest peer. This script reports; it
 never fails on a slow result.
@@ -34,6 +35,7 @@ from common import (
     heading,
     interleave,
     median,
+    paired_ratio,
     seconds,
     training_flops_per_token,
     write_section,
@@ -71,7 +73,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in (("vocab", 512), ("dim", 256), ("depth", 6), ("heads", 4), ("seq", 256), ("batch", 16)):
         p.add_argument(f"--{name}", type=int, default=default)
-    for name, default in (("steps", 3), ("warmup", 1), ("rounds", 3), ("threads", 1)):
+    for name, default in (("steps", 3), ("warmup", 1), ("rounds", 5), ("threads", 1)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--mode", choices=("decoder", "encoder", "both"), default="both")
     p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the same rounds (median; listed per mode and dtype below)",
         device,
     )
-    lines += ["", "| mode | dtype | model | params | tokens/s (median) | min - max | MFU | ours / model |"]
+    lines += ["", "| mode | dtype | model | params | tokens/s (median) | min - max | MFU | ours / model (paired) |"]
     lines.append("|---|---|---|---:|---:|---:|---:|---:|")
     verdicts: list[str] = []
     for mode in modes:
@@ -130,11 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lines.append(
                     f"| {mode} | {dtype} | {name} | {params[name]:,} | {med[name]:,.0f} | {min(rates[name]):,.0f} - "
                     f"{max(rates[name]):,.0f} | {med[name] * work / gemm:.0%} | "
-                    f"{med['ours'] / med[name]:.2f}x |"
+                    f"{paired_ratio(rates['ours'], rates[name]):.2f}x |"
                 )
             peers = {name: value for name, value in med.items() if name != "ours"}
             fastest = max(peers, key=peers.__getitem__)
-            ratio, target = med["ours"] / peers[fastest], (FP32_TARGET if dtype == "fp32" else BF16_TARGET)
+            ratio = paired_ratio(rates["ours"], rates[fastest])
+            target = FP32_TARGET if dtype == "fp32" else BF16_TARGET
             mfu = med["ours"] * work / gemm
             verdicts.append(
                 f"{mode} {dtype}: ours / fastest peer ({fastest}) = {ratio:.2f}x (target >= {target:.1f}x) "

@@ -156,9 +156,8 @@ class ExplicitAttention(torch.autograd.Function):
     """softmax(Q Kᵀ / sqrt(Dh) + bias) V as batched GEMMs over query blocks, with the textbook backward.
 
     With ``P = softmax(S)``, ``O = P V``: ``dV = Pᵀ dO``, ``dP = dO Vᵀ``, ``dS = P ⊙ (dP - rowsum(dP ⊙ P))``,
-    ``dQ = dS K / sqrt(Dh)``, ``dK = dSᵀ Q / sqrt(Dh)``. The scale is folded into a scaled copy of Q, the
-    ``(N, T, Dh)`` tensor, rather than applied to the four-times-larger ``(N, T, S)`` scores (at Dh 64, T 256),
-    and Q must be copied into ``(N, T, Dh)`` layout for the batched GEMM anyway.
+    ``dQ = dS K / sqrt(Dh)``, ``dK = dSᵀ Q / sqrt(Dh)``. The scale is folded into the copy that gathers each
+    block's queries for the batched GEMM, rather than applied to the (at Dh 64, T 256) four-times-larger scores.
     """
 
     @staticmethod
@@ -168,50 +167,56 @@ class ExplicitAttention(torch.autograd.Function):
         batch, heads, queries, head_dim = q.shape
         keys = k.shape[2]
         scale = head_dim**-0.5
-        q3 = q.reshape(batch * heads, queries, head_dim) * scale  # (N, T, Dh), scaled
         k3 = k.reshape(batch * heads, keys, head_dim)  # (N, S, Dh)
         v3 = v.reshape(batch * heads, keys, head_dim)  # (N, S, Dh)
-        outs, probs = [], []
+        # Written in (B, T, H, Dh) memory order, so the caller's merge of the heads into (B, T, D) is a free view.
+        out = q.new_empty(batch, queries, heads, head_dim)
+        q_blocks, probs = [], []
         for block in blocks:
             rows = block.stop - block.start
-            scores = torch.bmm(q3[:, block.start : block.stop], k3[:, : block.keys].transpose(1, 2))  # (N, rows, S')
+            # One pass gathers the block's queries into contiguous (N, rows, Dh) and applies the scale.
+            q_block = torch.mul(q[:, :, block.start : block.stop], scale, out=q.new_empty(batch, heads, rows, head_dim))
+            q_block = q_block.view(batch * heads, rows, head_dim)  # (N, rows, Dh)
+            scores = torch.bmm(q_block, k3[:, : block.keys].transpose(1, 2))  # (N, rows, S')
             if block.bias is not None:  # bias broadcasts over (B, H, rows, S' - bias_from)
                 scores.view(batch, heads, rows, block.keys)[..., block.bias_from :].add_(block.bias)
             p = torch.softmax(scores, dim=-1)  # (N, rows, S'), fp32 accumulation inside the kernel
             if reachable is not None:  # unconditional (no data-dependent branch, so torch.compile keeps one graph)
                 p.view(batch, heads, rows, block.keys).masked_fill_(~reachable, 0.0)
-            outs.append(torch.bmm(p, v3[:, : block.keys]))  # (N, rows, Dh)
+            block_out = torch.bmm(p, v3[:, : block.keys]).view(batch, heads, rows, head_dim)
+            out[:, block.start : block.stop] = block_out.transpose(1, 2)  # (B, rows, H, Dh)
+            q_blocks.append(q_block)
             probs.append(p)
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)  # (N, T, Dh)
-        ctx.save_for_backward(q3, k3, v3, *probs)
+        ctx.save_for_backward(k3, v3, *q_blocks, *probs)
         ctx.blocks = [(b.start, b.stop, b.keys) for b in blocks]  # type: ignore[attr-defined]
         ctx.scale = scale  # type: ignore[attr-defined]
-        return out.view(batch, heads, queries, head_dim)
+        return out.transpose(1, 2)  # (B, H, T, Dh)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        q3, k3, v3, *probs = ctx.saved_tensors
+        k3, v3, *saved = ctx.saved_tensors
+        q_blocks, probs = saved[: len(ctx.blocks)], saved[len(ctx.blocks) :]
         batch, heads, queries, head_dim = grad_out.shape
         keys = k3.shape[1]
-        grad3 = grad_out.reshape(batch * heads, queries, head_dim)  # (N, T, Dh)
-        grad_q_blocks: list[Tensor] = []
+        grad_q = grad_out.new_empty(batch, queries, heads, head_dim)  # (B, T, H, Dh) memory order, like the output
         # Last block first: it reaches every key (when T >= S), so its GEMMs write dK and dV whole (beta 0); the
         # blocks before it reach key prefixes and accumulate into them. Keys no block reaches get zero gradient.
         make = torch.empty_like if ctx.blocks[-1][2] == keys else torch.zeros_like
         grad_k, grad_v = make(k3), make(v3)
-        for i, ((start, stop, reach), p) in enumerate(reversed(list(zip(ctx.blocks, probs, strict=True)))):
-            g = grad3[:, start:stop]  # (N, rows, Dh)
+        per_block = list(zip(ctx.blocks, q_blocks, probs, strict=True))
+        for i, ((start, stop, reach), q_block, p) in enumerate(reversed(per_block)):
+            rows = stop - start
+            g = grad_out[:, :, start:stop].reshape(batch * heads, rows, head_dim)  # (N, rows, Dh), contiguous
             beta = 0.0 if i == 0 else 1.0
             grad_v[:, :reach].baddbmm_(p.transpose(1, 2), g, beta=beta)  # (N, S', Dh)
             grad_probs = torch.bmm(g, v3[:, :reach].transpose(1, 2))  # (N, rows, S')
             grad_scores = torch._softmax_backward_data(grad_probs, p, -1, p.dtype)  # (N, rows, S')
-            grad_q_blocks.append(torch.bmm(grad_scores, k3[:, :reach]))  # (N, rows, Dh), unscaled
-            grad_k[:, :reach].baddbmm_(grad_scores.transpose(1, 2), q3[:, start:stop], beta=beta)  # q3 is scaled
-        grad_q = grad_q_blocks[0] if len(grad_q_blocks) == 1 else torch.cat(grad_q_blocks[::-1], dim=1)  # (N, T, Dh)
-        grad_q.mul_(ctx.scale)
+            grad_q_block = torch.bmm(grad_scores, k3[:, :reach]).view(batch, heads, rows, head_dim)  # unscaled
+            torch.mul(grad_q_block.transpose(1, 2), ctx.scale, out=grad_q[:, start:stop])  # (B, rows, H, Dh)
+            grad_k[:, :reach].baddbmm_(grad_scores.transpose(1, 2), q_block, beta=beta)  # q_block carries the scale
         return (
-            grad_q.view(batch, heads, queries, head_dim) if ctx.needs_input_grad[0] else None,
+            grad_q.transpose(1, 2) if ctx.needs_input_grad[0] else None,
             grad_k.view(batch, heads, keys, head_dim) if ctx.needs_input_grad[1] else None,
             grad_v.view(batch, heads, keys, head_dim) if ctx.needs_input_grad[2] else None,
             None,
