@@ -7,8 +7,8 @@ on CPU the growth of the process's peak resident set size (``ru_maxrss``) over t
 ``torch.cuda.max_memory_allocated``. Per-token work is ``6N + 12LHQT`` (PaLM), so time per token stays flat while
 ``6N`` dominates and grows linearly once the attention term does; the table shows both the measured time per token
 and the attention share of the FLOPs. Under bf16 the attention kernel changes with length: the explicit-GEMM path
-(``modal_tf/core/explicit_attention.py``) up to ``MAX_KEYS`` keys and ``MAX_SCORE_BYTES`` of scores per call,
-SDPA's flash kernel beyond (the ``kernel`` column).
+(``modal_tf/core/explicit_attention.py``) up to ``MAX_CAUSAL_KEYS`` keys and ``MAX_SCORE_BYTES`` of scores per
+call, SDPA's flash kernel beyond (the ``kernel`` column).
 
     OMP_NUM_THREADS=1 python benchmarks/scaling.py [--lengths 256 512 1024 2048 4096] [--write]
 """
@@ -33,7 +33,7 @@ from common import command_line, heading, median, seconds, write_section
 from core import flops_per_token
 from peers import IdTokenizer, Shape, as_batch, core_config
 
-from modal_tf.core.explicit_attention import MAX_KEYS, MAX_SCORE_BYTES
+from modal_tf.core.explicit_attention import uses_explicit
 from modal_tf.models import DecoderOnly
 
 
@@ -116,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             first = first or per_token
             shape = Shape(args.vocab, args.dim, args.depth, args.heads, length)
             attention = 12 * args.depth * args.dim * length / flops_per_token(shape)  # 12 L H Q T with H Q = D
-            scores = args.heads * length * length * (2 if dtype == "bf16" else 4)  # batch 1
-            kernel = "explicit" if dtype == "bf16" and scores <= MAX_SCORE_BYTES and length <= MAX_KEYS else "sdpa"
+            torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+            head_dim = args.dim // args.heads
+            # the step's (B, H, T, Dh) queries, keys and values: ask the dispatcher itself which kernel it picks
+            probe = [torch.empty(1, args.heads, length, head_dim, dtype=torch_dtype, requires_grad=True)] * 3
+            kernel = "explicit" if uses_explicit(*probe, dropout_p=0.0, is_causal=True) else "sdpa"
             lines.append(
                 f"| {dtype} | {length} | {kernel} | {result['seconds']:.2f} | {per_token:.0f} | "
                 f"{per_token / first:.2f}x | "
