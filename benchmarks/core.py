@@ -128,20 +128,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             rates = interleave(timed, args.rounds, args.warmup)
             gemm = median(rates.pop(GEMM))
             med = {name: median(r) for name, r in rates.items()}
+            paired = {name: paired_ratio(rates["ours"], rates[name]) for name in models}
             for name in models:
                 lines.append(
                     f"| {mode} | {dtype} | {name} | {params[name]:,} | {med[name]:,.0f} | {min(rates[name]):,.0f} - "
                     f"{max(rates[name]):,.0f} | {med[name] * work / gemm:.0%} | "
-                    f"{paired_ratio(rates['ours'], rates[name]):.2f}x |"
+                    f"{paired[name]:.2f}x |"
                 )
-            peers = {name: value for name, value in med.items() if name != "ours"}
-            fastest = max(peers, key=peers.__getitem__)
-            ratio = paired_ratio(rates["ours"], rates[fastest])
+            # The target is against the fastest peer; on a noisy machine "fastest" is whichever peer ours leads by
+            # the least in the paired comparison, so the verdict is the most conservative of the ratios.
+            fastest = min((name for name in paired if name != "ours"), key=paired.__getitem__)
+            ratio = paired[fastest]
             target = FP32_TARGET if dtype == "fp32" else BF16_TARGET
+            tolerance = 0.97 if dtype == "fp32" else 1.0  # the issue asks fp32 for parity "within noise"
             mfu = med["ours"] * work / gemm
             verdicts.append(
-                f"{mode} {dtype}: ours / fastest peer ({fastest}) = {ratio:.2f}x (target >= {target:.1f}x) "
-                f"{'ok' if ratio >= target * 0.97 else 'BELOW TARGET'}; ours at {mfu:.0%} of the GEMM reference "
+                f"{mode} {dtype}: ours / fastest peer ({fastest}, smallest paired ratio) = {ratio:.2f}x "
+                f"(target >= {target:.1f}x) "
+                f"{'ok' if ratio >= target * tolerance else 'BELOW TARGET'}; ours at {mfu:.0%} of the GEMM reference "
                 f"({gemm / 1e9:.0f} GFLOP/s, median of {min(map(len, rates.values()))} interleaved rounds)"
                 + (f" (target >= {GEMM_TARGET:.0%})" if dtype == "fp32" else "")
             )
