@@ -228,7 +228,12 @@ def test_spec_augment_draws_new_masks_each_epoch_reproducibly_and_caches_spectro
 
     assert not torch.equal(clip(0), clip(4)), "SpecAugment repeated the same masks in the next epoch"
     assert torch.equal(clip(4), clip(4)), "an epoch's masks must be a pure function of (seed, epoch, index)"
-    assert list(dataset._features) == [(0, "audio")]  # type: ignore[attr-defined]  # keys 0 and 4: one clip, one STFT
+    cache = dataset._features  # type: ignore[attr-defined]
+    assert sorted(cache) == [(i, "audio") for i in range(4)], "make_dataset fills the cache, one entry per clip"
+    tokenizer = datamodule.task.inputs["audio"]  # type: ignore[union-attr]
+    for index in range(4):  # batched spectrograms equal one-clip ones
+        alone = tokenizer.features(dataset.samples[index]["inputs"]["audio"])  # type: ignore[attr-defined]
+        torch.testing.assert_close(cache[(index, "audio")], alone, rtol=0, atol=1e-5)
     val = datamodule.make_dataset("val")
     val[0]["inputs"]["audio"].values.zero_()  # a caller editing an item in place
     assert val[0]["inputs"]["audio"].values.abs().sum() > 0, "editing an item corrupted the spectrogram cache"

@@ -426,3 +426,20 @@ def test_cached_resampler_equals_torchaudio_functional_resample() -> None:
     via_tokenizer = SpectrogramTokenizer().features(Audio(wave, 44100))
     direct = SpectrogramTokenizer().features(Audio(expected, 16000))
     torch.testing.assert_close(via_tokenizer, direct, rtol=0, atol=1e-5)
+
+
+def test_batch_features_equal_one_clip_features_in_order() -> None:
+    tokenizer = SpectrogramTokenizer(n_mels=16)
+    clips = [
+        Audio(sine(0.5, hertz=440.0), RATE),
+        Audio(sine(0.3, hertz=880.0), RATE),  # another length: its own group
+        Audio(sine(0.5, rate=8000, hertz=440.0), 8000),  # another rate: resampled in its own group
+        Audio(sine(0.5, hertz=1000.0), RATE),  # joins the first clip's group
+        Audio(torch.zeros(2, RATE // 2), RATE),  # stereo silence, same length and rate as the first
+    ]
+    batched = tokenizer.batch_features(clips, chunk=2)  # the first group spans two chunks
+    assert len(batched) == len(clips)
+    for clip, features in zip(clips, batched, strict=True):
+        torch.testing.assert_close(features, tokenizer.features(clip), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk must be a positive"):
+        tokenizer.batch_features(clips, chunk=0)

@@ -61,6 +61,21 @@ class AudioDataset(EncodedDataset):
         self.epoch_tagged = augment is not None
         self._features: dict[tuple[int, str], Tensor] = {}
 
+    def fill_cache(self) -> None:
+        """Compute every clip's spectrogram now, equal-length clips in batches (``batch_features``).
+
+        Done once in the main process before the DataLoader starts its workers (which inherit the cache), so the
+        first epoch does not wait for spectrograms: on the keys recipe a worker computing them one clip at a time
+        made training wait 14-29 % of each step in epoch 1.
+        """
+        if not self.cache_features:
+            raise RuntimeError("fill_cache needs cache_features=True (in-memory clips)")
+        for name, tokenizer in self.task.inputs.items():
+            if isinstance(tokenizer, SpectrogramTokenizer):
+                clips = [load_clip(sample["inputs"][name]) for sample in self.samples]
+                for index, features in enumerate(tokenizer.batch_features(clips)):
+                    self._features[(index, name)] = features
+
     def _spectrogram(self, index: int, name: str, tokenizer: SpectrogramTokenizer) -> Tensor:
         """Log-mel features ``(N, M)`` of input ``name`` of sample ``index`` (cached if enabled)."""
         key = (index, name)
@@ -116,14 +131,17 @@ class AudioDataModule(ModalDataModule):
         self._datasets.clear()
 
     def make_dataset(self, split: str) -> Dataset[dict[str, Any]]:
-        """SpecAugment on the training split only; spectrograms of in-memory clips are computed once and kept."""
+        """SpecAugment on the training split only; spectrograms of in-memory clips are computed here, once, and kept."""
         if self.splits is None or self.task is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {split} data")
         if split not in self._datasets:  # one dataset per split, so its cache outlives each new DataLoader
             samples = self.splits[split]
             in_memory = all(not isinstance(raw, str | Path) for sample in samples for raw in sample["inputs"].values())
             augment = self.augment if split == "train" else None
-            self._datasets[split] = AudioDataset(samples, self.task, augment, self.seed, cache_features=in_memory)
+            dataset = AudioDataset(samples, self.task, augment, self.seed, cache_features=in_memory)
+            if in_memory:
+                dataset.fill_cache()
+            self._datasets[split] = dataset
         return self._datasets[split]
 
 

@@ -234,24 +234,52 @@ class SpectrogramTokenizer(FeatureTokenizer):
     def features(self, raw: Any) -> Tensor:
         """``Audio`` to its scaled log-mel spectrogram ``(N, M)`` float32, N = resampled samples // hop_length."""
         waveform, rate = self._unpack(raw)
-        mono = waveform.mean(0)  # (S,): the mean keeps [-1, 1] and is linear, so it commutes with resampling
+        # the mean keeps [-1, 1] and is linear, so it commutes with resampling
+        return self.mono_features(waveform.mean(0)[None], rate)[0]
+
+    def batch_features(self, clips: Sequence[Any], chunk: int = 256) -> list[Tensor]:
+        """``features`` of many clips, in order; clips of equal rate and length share batched STFTs.
+
+        One clip at a time, a 1 s clip's few small FFTs cost less than the Python and dispatch around them; a batch
+        of ``chunk`` equal-length clips goes through ``mono_features`` in one call (values equal ``features``'s up
+        to float rounding).
+        """
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive number of clips per batch, got {chunk!r}")
+        groups: dict[tuple[int, int], list[tuple[int, Tensor]]] = {}  # (rate, samples) -> (position, mono)
+        for position, clip in enumerate(clips):
+            waveform, rate = self._unpack(clip)
+            mono = waveform.mean(0)  # (S,)
+            groups.setdefault((rate, mono.shape[0]), []).append((position, mono))
+        out: list[Tensor | None] = [None] * len(clips)
+        for (rate, _), members in groups.items():
+            for start in range(0, len(members), chunk):
+                part = members[start : start + chunk]
+                batch = self.mono_features(torch.stack([mono for _, mono in part]), rate)  # (b, N, M)
+                for (position, _), features in zip(part, batch, strict=True):
+                    out[position] = features.clone()  # its own storage: a view would pin the whole batch
+        return out  # type: ignore[return-value]  # every position was filled
+
+    def mono_features(self, mono: Tensor, rate: int) -> Tensor:
+        """Equal-length mono clips ``(B, S)`` at ``rate`` Hz to scaled log-mel spectrograms ``(B, N, M)``."""
+        samples = mono.shape[-1]
         if rate != self.sample_rate:
             if not self.resample:
                 raise ValueError(f"audio sample rate must be {self.sample_rate} Hz (resample=False), got {rate} Hz")
             with torch.no_grad():  # a data-side transform: no graph, and the cached kernel never needs grad
-                mono = resampler(rate, self.sample_rate)(mono)  # (S',)
-        if mono.shape[0] < self.n_fft:
+                mono = resampler(rate, self.sample_rate)(mono)  # (B, S')
+        if mono.shape[-1] < self.n_fft:
             raise ValueError(
-                f"audio has {waveform.shape[1]} samples at {rate} Hz ({mono.shape[0]} at {self.sample_rate} Hz), "
+                f"audio has {samples} samples at {rate} Hz ({mono.shape[-1]} at {self.sample_rate} Hz), "
                 f"fewer than one analysis window of n_fft={self.n_fft} samples"
             )
         window, filters = analysis_tensors(self.sample_rate, self.n_fft, self.n_mels)
         spectrum = torch.stft(
             mono, self.n_fft, self.hop_length, window=window, center=True, pad_mode="reflect", return_complex=True
-        )  # (n_fft // 2 + 1, N + 1)
-        power = spectrum[:, :-1].abs() ** 2  # (n_fft // 2 + 1, N): Whisper drops the last centred frame
-        log_mel = torch.log10((power.T @ filters).clamp(min=LOG_FLOOR))  # (N, M)
-        log_mel = torch.maximum(log_mel, log_mel.max() - DYNAMIC_RANGE)
+        )  # (B, n_fft // 2 + 1, N + 1)
+        power = spectrum[..., :-1].abs() ** 2  # (B, n_fft // 2 + 1, N): Whisper drops the last centred frame
+        log_mel = torch.log10((power.transpose(1, 2) @ filters).clamp(min=LOG_FLOOR))  # (B, N, M)
+        log_mel = torch.maximum(log_mel, log_mel.amax(dim=(1, 2), keepdim=True) - DYNAMIC_RANGE)  # per clip
         return ((log_mel + 4.0) / 4.0).contiguous()
 
     def tokens_from_features(self, features: Tensor) -> Tokens:
