@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{mode} {dtype}: ours / fastest peer ({fastest}, smallest paired ratio) = {ratio:.2f}x "
                 f"(target >= {target:.1f}x) "
                 f"{'ok' if ratio >= target * tolerance else 'BELOW TARGET'}; ours at {mfu:.0%} of the GEMM reference "
-                f"({gemm / 1e9:.0f} GFLOP/s, median of {min(map(len, rates.values()))} interleaved rounds)"
+                f"({gemm / 1e9:.0f} GFLOP/s, median of {args.rounds} interleaved rounds)"
                 + (f" (target >= {GEMM_TARGET:.0%})" if dtype == "fp32" else "")
             )
         spread = (max(params.values()) - min(params.values())) / max(params.values())

@@ -98,7 +98,7 @@ def explicit_attention(
     """
     queries, keys = q.shape[2], k.shape[2]
     if is_causal:  # top-left causal: every query reaches key 0, so no row is ever fully masked
-        rows = block_rows or causal_block_rows(queries)
+        rows = causal_block_rows(queries) if block_rows is None else block_rows  # 0 is refused, not defaulted
         return ExplicitAttention.apply(q, k, v, causal_blocks(queries, keys, rows, q.dtype, q.device), None)  # type: ignore[no-any-return]
     reachable, bias = None, None
     if mask is not None:

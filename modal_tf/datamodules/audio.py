@@ -37,10 +37,13 @@ def load_clip(raw: Any) -> Audio:
 class AudioDataset(EncodedDataset):
     """Reads clips lazily and applies SpecAugment (training only) before tokenization.
 
-    With ``cache_features``, each clip's log-mel spectrogram (the deterministic, costly part: resampling, STFT, mel
-    projection, ~0.8 ms per 1 s clip on one core) is computed once and kept; SpecAugment still draws fresh masks
-    from the per-sample seed on every call. The spectrogram (100 frames x M mels per second) is smaller than the
-    8 kHz waveform it replaces, so this is for in-memory clips; files on disk stay lazy.
+    With ``cache_features``, every clip's log-mel spectrogram (the deterministic, costly part: resampling, STFT,
+    mel projection) is computed when the dataset is made, equal-length clips in batched STFTs
+    (``SpectrogramTokenizer.batch_features``), and kept: the DataLoader's workers inherit it, so epoch 1 does not
+    wait for spectrograms (on the keys recipe, a worker computing them one clip at a time made training wait 14-29 %
+    of each step). SpecAugment still draws fresh masks from the per-sample seed on every call. The spectrogram (100
+    frames x M mels per second) is smaller than the 8 kHz waveform it replaces, so this is for in-memory clips;
+    files on disk stay lazy.
 
     With SpecAugment the training sampler passes keys ``epoch * len + index`` (``epoch_tagged``), so every epoch
     draws new masks, each a pure function of ``(seed, epoch, index)`` (exact resume and any worker count agree).
@@ -59,32 +62,21 @@ class AudioDataset(EncodedDataset):
         self.seed = seed
         self.cache_features = cache_features
         self.epoch_tagged = augment is not None
-        self._features: dict[tuple[int, str], Tensor] = {}
+        self._features = self._all_spectrograms() if cache_features else {}
 
-    def fill_cache(self) -> None:
-        """Compute every clip's spectrogram now, equal-length clips in batches (``batch_features``).
-
-        Done once in the main process before the DataLoader starts its workers (which inherit the cache), so the
-        first epoch does not wait for spectrograms: on the keys recipe a worker computing them one clip at a time
-        made training wait 14-29 % of each step in epoch 1.
-        """
-        if not self.cache_features:
-            raise RuntimeError("fill_cache needs cache_features=True (in-memory clips)")
+    def _all_spectrograms(self) -> dict[tuple[int, str], Tensor]:
+        """``(index, input name) -> (N, M)`` log-mel features of every clip of every spectrogram input."""
+        features: dict[tuple[int, str], Tensor] = {}
         for name, tokenizer in self.task.inputs.items():
             if isinstance(tokenizer, SpectrogramTokenizer):
                 clips = [load_clip(sample["inputs"][name]) for sample in self.samples]
-                for index, features in enumerate(tokenizer.batch_features(clips)):
-                    self._features[(index, name)] = features
+                features.update(((index, name), f) for index, f in enumerate(tokenizer.batch_features(clips)))
+        return features
 
     def _spectrogram(self, index: int, name: str, tokenizer: SpectrogramTokenizer) -> Tensor:
-        """Log-mel features ``(N, M)`` of input ``name`` of sample ``index`` (cached if enabled)."""
-        key = (index, name)
-        if key in self._features:
-            return self._features[key]
-        features = tokenizer.features(load_clip(self.samples[index]["inputs"][name]))
-        if self.cache_features:
-            self._features[key] = features
-        return features
+        """Log-mel features ``(N, M)`` of input ``name`` of sample ``index`` (precomputed with ``cache_features``)."""
+        cached = self._features.get((index, name))
+        return cached if cached is not None else tokenizer.features(load_clip(self.samples[index]["inputs"][name]))
 
     def __getitem__(self, key: int) -> dict[str, Any]:
         epoch, index = divmod(key, len(self.samples))  # plain indices (epoch 0) work too
@@ -138,10 +130,7 @@ class AudioDataModule(ModalDataModule):
             samples = self.splits[split]
             in_memory = all(not isinstance(raw, str | Path) for sample in samples for raw in sample["inputs"].values())
             augment = self.augment if split == "train" else None
-            dataset = AudioDataset(samples, self.task, augment, self.seed, cache_features=in_memory)
-            if in_memory:
-                dataset.fill_cache()
-            self._datasets[split] = dataset
+            self._datasets[split] = AudioDataset(samples, self.task, augment, self.seed, cache_features=in_memory)
         return self._datasets[split]
 
 
