@@ -152,6 +152,16 @@ def causal_blocks(queries: int, keys: int, rows: int, dtype: torch.dtype, device
     return tuple(blocks)
 
 
+def key_prefix(keys: Tensor, count: int) -> Tensor:
+    """The first ``count`` rows of ``(N, S, Dh)`` ``keys`` as a contiguous ``(N, count, Dh)`` tensor.
+
+    oneDNN's batched GEMM takes only contiguous or last-two-dims-transposed operands; a plain slice
+    ``keys[:, :count]`` (batch stride S * Dh) is neither, so ``torch.bmm`` would copy it — and copy its transpose
+    element by element, several times slower than this row-chunk ``memcpy``.
+    """
+    return keys if count == keys.shape[1] else keys[:, :count].contiguous()
+
+
 class ExplicitAttention(torch.autograd.Function):
     """softmax(Q Kᵀ / sqrt(Dh) + bias) V as batched GEMMs over query blocks, with the textbook backward.
 
@@ -177,13 +187,14 @@ class ExplicitAttention(torch.autograd.Function):
             # One pass gathers the block's queries into contiguous (N, rows, Dh) and applies the scale.
             q_block = torch.mul(q[:, :, block.start : block.stop], scale, out=q.new_empty(batch, heads, rows, head_dim))
             q_block = q_block.view(batch * heads, rows, head_dim)  # (N, rows, Dh)
-            scores = torch.bmm(q_block, k3[:, : block.keys].transpose(1, 2))  # (N, rows, S')
+            k_block, v_block = key_prefix(k3, block.keys), key_prefix(v3, block.keys)  # (N, S', Dh) each
+            scores = torch.bmm(q_block, k_block.transpose(1, 2))  # (N, rows, S')
             if block.bias is not None:  # bias broadcasts over (B, H, rows, S' - bias_from)
                 scores.view(batch, heads, rows, block.keys)[..., block.bias_from :].add_(block.bias)
             p = torch.softmax(scores, dim=-1)  # (N, rows, S'), fp32 accumulation inside the kernel
             if reachable is not None:  # unconditional (no data-dependent branch, so torch.compile keeps one graph)
                 p.view(batch, heads, rows, block.keys).masked_fill_(~reachable, 0.0)
-            block_out = torch.bmm(p, v3[:, : block.keys]).view(batch, heads, rows, head_dim)
+            block_out = torch.bmm(p, v_block).view(batch, heads, rows, head_dim)
             out[:, block.start : block.stop] = block_out.transpose(1, 2)  # (B, rows, H, Dh)
             q_blocks.append(q_block)
             probs.append(p)
@@ -210,9 +221,9 @@ class ExplicitAttention(torch.autograd.Function):
             g = grad_out[:, :, start:stop].reshape(batch * heads, rows, head_dim)  # (N, rows, Dh), contiguous
             beta = 0.0 if i == 0 else 1.0
             grad_v[:, :reach].baddbmm_(p.transpose(1, 2), g, beta=beta)  # (N, S', Dh)
-            grad_probs = torch.bmm(g, v3[:, :reach].transpose(1, 2))  # (N, rows, S')
+            grad_probs = torch.bmm(g, key_prefix(v3, reach).transpose(1, 2))  # (N, rows, S')
             grad_scores = torch._softmax_backward_data(grad_probs, p, -1, p.dtype)  # (N, rows, S')
-            grad_q_block = torch.bmm(grad_scores, k3[:, :reach]).view(batch, heads, rows, head_dim)  # unscaled
+            grad_q_block = torch.bmm(grad_scores, key_prefix(k3, reach)).view(batch, heads, rows, head_dim)  # unscaled
             torch.mul(grad_q_block.transpose(1, 2), ctx.scale, out=grad_q[:, start:stop])  # (B, rows, H, Dh)
             grad_k[:, :reach].baddbmm_(grad_scores.transpose(1, 2), q_block, beta=beta)  # q_block carries the scale
         return (
