@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, heading, seconds, write_section
 
-from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionMuLawTokenizer, ActionTokenizer
+from modal_tf.tokenizers.action_mulaw import ActionMuLawTokenizer
+from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionTokenizer
 from modal_tf.tokenizers.fast import ActionFastTokenizer
 
 SHAPES = ((8, 2), (10, 7), (16, 7))  # (S, D): short planar chunks up to 16-step 7-DoF arm chunks

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modal_tf.testing import check_tokenizer
-from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionMuLawTokenizer, ActionTokenizer
+from modal_tf.tokenizers.action_mulaw import ActionMuLawTokenizer
+from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionTokenizer
 from modal_tf.tokenizers.fast import ActionFastTokenizer, dct_matrix
 from modal_tf.tokenizers.registry import create_tokenizer
 

@@ -21,7 +21,8 @@ from modal_tf.data.augment import SpecAugment
 from modal_tf.models import EncoderOnly
 from modal_tf.testing import check_tokenizer
 from modal_tf.tokenizers import create_tokenizer
-from modal_tf.tokenizers.spectrogram import Audio, SpectrogramTokenizer
+from modal_tf.tokenizers.spectrogram import SpectrogramTokenizer
+from modal_tf.tokenizers.waveform import Audio
 from modal_tf.tokenizers.whisper_stem import WhisperFrameTokenizer, WhisperStem
 
 RATE = 16000
@@ -417,7 +418,7 @@ def test_read_audio_errors_name_the_path(tmp_path: Path) -> None:
 
 
 def test_cached_resampler_equals_torchaudio_functional_resample() -> None:
-    from modal_tf.tokenizers.spectrogram import resampler
+    from modal_tf.tokenizers.waveform import resampler
 
     wave = torch.randn(44100, generator=torch.Generator().manual_seed(0)) * 0.1
     expected = torchaudio.functional.resample(wave, 44100, 16000)

@@ -19,10 +19,10 @@ from modal_tf.data.episodes import (
     Episode,
     chunk_samples,
     load_episodes,
-    load_lerobot,
     make_demonstrations,
     save_episodes,
 )
+from modal_tf.data.lerobot import load_lerobot
 from modal_tf.data.shapes import COLOURS, KINDS
 from modal_tf.data.tabletop import Observation, Tabletop, TabletopConfig, episode_seed, to_pixel
 from modal_tf.robot import evaluate, expert_policy, plot_trajectories, random_policy

@@ -3,7 +3,8 @@
 Importing this package registers every built-in tokenizer.
 """
 
-from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionMuLawTokenizer
+from modal_tf.tokenizers.action_mulaw import ActionMuLawTokenizer
+from modal_tf.tokenizers.actions import ActionBinsTokenizer
 from modal_tf.tokenizers.base import DiscreteTokenizer, FeatureTokenizer, TokenBatch, Tokenizer, Tokens, collate_tokens
 from modal_tf.tokenizers.bpe import BPETokenizer
 from modal_tf.tokenizers.bytes import ByteTokenizer
@@ -20,8 +21,9 @@ from modal_tf.tokenizers.registry import (
     tokenizer_from_spec,
     tokenizer_from_state,
 )
-from modal_tf.tokenizers.spectrogram import Audio, SpectrogramTokenizer
+from modal_tf.tokenizers.spectrogram import SpectrogramTokenizer
 from modal_tf.tokenizers.vector import VectorTokenizer
+from modal_tf.tokenizers.waveform import Audio
 from modal_tf.tokenizers.whisper_stem import WhisperFrameTokenizer
 
 __all__ = [

@@ -32,7 +32,7 @@ The STFT window and mel filterbank are plain tensors held in a module-level
 the tokenizer stays a handful of numbers (parameter-free, pickles to DataLoader
 workers in bytes, no ``nn.Module`` such as ``torchaudio.transforms.MelSpectrogram``
 as an attribute), and every instance with the same settings shares one filterbank.
-Resampling kernels are cached the same way, per rate pair.
+Resampling kernels are cached the same way, per rate pair (``waveform.resampler``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,28 +51,10 @@ from torch import Tensor
 
 from modal_tf.tokenizers.base import FeatureTokenizer, Tokens
 from modal_tf.tokenizers.registry import register_tokenizer
+from modal_tf.tokenizers.waveform import float_waveform, resampler
 
-# Integer PCM: float = (x - offset) / scale, the WAV/libsndfile convention (full scale -> [-1, 1)).
-PCM_SCALES: dict[torch.dtype, tuple[float, float]] = {
-    torch.uint8: (128.0, 128.0),  # 8-bit WAV is unsigned, silence at 128
-    torch.int8: (0.0, 128.0),
-    torch.int16: (0.0, 32768.0),
-    torch.int32: (0.0, 2147483648.0),
-}
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-NUMPY_DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32")
 LOG_FLOOR = 1e-10  # Whisper's clamp before log10
 DYNAMIC_RANGE = 8.0  # decades of log10 power kept below the clip's maximum (80 dB)
-
-
-class Audio(NamedTuple):
-    """One raw audio sample: ``waveform`` ``(S,)`` or ``(C, S)`` (tensor or array) at ``sample_rate`` Hz.
-
-    A plain ``(waveform, sample_rate)`` tuple, e.g. from ``modal_tf.data.audio_io.read_audio``, works too.
-    """
-
-    waveform: Tensor | np.ndarray
-    sample_rate: int
 
 
 @functools.lru_cache(maxsize=16)
@@ -88,36 +70,6 @@ def analysis_tensors(sample_rate: int, n_fft: int, n_mels: int) -> tuple[Tensor,
             n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
         )
     return torch.hann_window(n_fft), filters
-
-
-@functools.lru_cache(maxsize=8)
-def resampler(orig_rate: int, new_rate: int) -> torchaudio.transforms.Resample:
-    """A ``Resample`` transform per rate pair: it builds its windowed-sinc kernel once, where
-    ``torchaudio.functional.resample`` rebuilds it on every call (~3/4 of the time for a 1 s clip at 44.1 kHz).
-    Same defaults, so outputs equal the functional form's (tested)."""
-    return torchaudio.transforms.Resample(orig_rate, new_rate)
-
-
-def float_waveform(waveform: Any) -> Tensor:
-    """A tensor or array of float or integer-PCM samples as a CPU float32 tensor (same shape)."""
-    if isinstance(waveform, np.ndarray):
-        if waveform.dtype.name not in NUMPY_DTYPES:
-            raise TypeError(f"waveform array must have dtype in {NUMPY_DTYPES}, got {waveform.dtype}")
-        # from_numpy needs native byte order (raw AIFF buffers are big-endian) and warns on read-only arrays
-        native = np.ascontiguousarray(waveform, dtype=waveform.dtype.newbyteorder("="))
-        waveform = torch.from_numpy(native if native.flags.writeable else native.copy())
-    elif not isinstance(waveform, Tensor):
-        raise TypeError(f"waveform must be a torch.Tensor or numpy.ndarray, got {type(waveform).__name__}")
-    waveform = waveform.detach().cpu()
-    if waveform.dtype in PCM_SCALES:
-        offset, scale = PCM_SCALES[waveform.dtype]
-        return ((waveform.double() - offset) / scale).float()  # float64 keeps all 32 bits of int32 exact
-    if waveform.dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"waveform dtype must be float or integer PCM ({', '.join(map(str, PCM_SCALES))}), got {waveform.dtype} "
-            "(int64 has no standard PCM scale: convert to float in [-1, 1] first)"
-        )
-    return waveform.float()
 
 
 def _positive_int(value: Any, name: str) -> int:
