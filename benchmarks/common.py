@@ -93,9 +93,14 @@ def paired_ratio(ours: Sequence[float], theirs: Sequence[float]) -> float:
     On a shared VM the machine's speed drifts by tens of percent within minutes; a ratio of medians mixes fast and
     slow rounds, while each per-round ratio compares two runs a few seconds apart.
     """
+    return median(round_ratios(ours, theirs))
+
+
+def round_ratios(ours: Sequence[float], theirs: Sequence[float]) -> list[float]:
+    """``ours[i] / theirs[i]`` per round; their spread says how far one paired ratio can be trusted."""
     if len(ours) != len(theirs) or not ours:
         raise ValueError(f"need equally many rounds on both sides, got {len(ours)} and {len(theirs)}")
-    return median([a / b for a, b in zip(ours, theirs, strict=True)])
+    return [a / b for a, b in zip(ours, theirs, strict=True)]
 
 
 def gemm_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 1024, repeats: int = 3) -> float:
