@@ -157,9 +157,9 @@ def key_prefix(keys: Tensor, count: int) -> Tensor:
 
     oneDNN's batched GEMM takes only contiguous or last-two-dims-transposed operands; a plain slice
     ``keys[:, :count]`` (batch stride S * Dh) is neither, so ``torch.bmm`` would copy it — and copy its transpose
-    element by element, several times slower than this row-chunk ``memcpy``.
+    element by element, several times slower than this row-chunk ``memcpy``. No copy when already contiguous.
     """
-    return keys if count == keys.shape[1] else keys[:, :count].contiguous()
+    return keys[:, :count].contiguous()
 
 
 class ExplicitAttention(torch.autograd.Function):

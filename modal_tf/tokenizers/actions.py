@@ -7,10 +7,10 @@ nested list). A single step must be passed as ``(1, D)``: a 1-D array is rejecte
 guessed at, because ``(D,)`` and ``(S,)`` for a 1-dim action are indistinguishable. ``decode``
 returns a float32 tensor ``(S, D)``. Ids are ints end to end, never strings.
 
-Both scalar quantisers here map each value to a "unit" space ``[-1, 1]`` (clipping there is the
-one deliberate loss), cut it into N equal-width bins, and decode to bin centres. Ids: bins
-``0..N-1``, then pad ``N``, bos ``N + 1``, eos ``N + 2``. Tokens are step-major (all dims of
-step 0, then step 1, ...), with coordinates ``(step, dim)``.
+The scalar quantisers (bins here, mu-law in ``action_mulaw``) map each value to a "unit" space
+``[-1, 1]`` (clipping there is the one deliberate loss), cut it into N equal-width bins, and decode
+to bin centres. Ids: bins ``0..N-1``, then pad ``N``, bos ``N + 1``, eos ``N + 2``. Tokens are
+step-major (all dims of step 0, then step 1, ...), with coordinates ``(step, dim)``.
 """
 
 from __future__ import annotations
