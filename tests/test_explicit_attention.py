@@ -66,6 +66,25 @@ def test_causal_query_blocks_equal_sdpa_in_float64(queries: int, keys: int, bloc
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{name} differs from SDPA")
 
 
+@pytest.mark.parametrize(("batch", "heads"), [(2, 3), (1, 3), (2, 1), (1, 1)])
+def test_causal_blocks_on_views_of_a_packed_projection(batch: int, heads: int) -> None:
+    """q, k, v as the model makes them: strided views of one (B, T, 3, H, Dh) projection (B or H of 1 included)."""
+    generator = torch.Generator().manual_seed(1)
+    packed = torch.randn(batch, 7, 3, heads, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    def run(fn, **kwargs) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+        packed.grad = None
+        q, k, v = (z.transpose(1, 2) for z in packed.unbind(2))  # each (B, H, T, Dh), not contiguous
+        out = fn(q, k, v, is_causal=True, **kwargs)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        return [out.detach(), packed.grad.detach()]  # type: ignore[union-attr]
+
+    ours = run(explicit_attention, block_rows=3)
+    reference = run(F.scaled_dot_product_attention)
+    for name, a, b in zip(("out", "d_packed"), ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{name} differs from SDPA")
+
+
 def test_causal_blocks_skip_the_scores_above_the_diagonal() -> None:
     blocks = explicit.causal_blocks(256, 256, 64, torch.float32, torch.device("cpu"))
     assert [(b.start, b.stop, b.keys, b.bias_from) for b in blocks] == [
