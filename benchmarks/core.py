@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mfu = med["ours"] * work / gemm
             per_round = round_ratios(rates["ours"], rates[fastest])
             verdicts.append(
-                f"{mode} {dtype}: ours / fastest peer ({fastest}, smallest paired ratio) = {ratio:.2f}x "
+                f"{mode} {dtype}: ours / fastest peer ({fastest}, smallest paired ratio) = {ratio:.3f}x "
                 f"(per round {min(per_round):.2f}-{max(per_round):.2f}x; target >= {target:.1f}x) "
                 f"{'ok' if ratio >= target * tolerance else 'BELOW TARGET'}; ours at {mfu:.0%} of the GEMM reference "
                 f"({gemm / 1e9:.0f} GFLOP/s, median of {args.rounds} interleaved rounds)"
