@@ -153,7 +153,7 @@ def causal_blocks(queries: int, keys: int, rows: int, dtype: torch.dtype, device
 
 
 def key_prefix(keys: Tensor, count: int) -> Tensor:
-    """The first ``count`` rows of ``(N, S, Dh)`` ``keys`` as a contiguous ``(N, count, Dh)`` tensor.
+    """The first ``count`` rows of contiguous ``(N, S, Dh)`` ``keys`` as a contiguous ``(N, count, Dh)`` tensor.
 
     oneDNN's batched GEMM takes only contiguous or last-two-dims-transposed operands; a plain slice
     ``keys[:, :count]`` (batch stride S * Dh) is neither, so ``torch.bmm`` would copy it — and copy its transpose
@@ -177,8 +177,10 @@ class ExplicitAttention(torch.autograd.Function):
         batch, heads, queries, head_dim = q.shape
         keys = k.shape[2]
         scale = head_dim**-0.5
-        k3 = k.reshape(batch * heads, keys, head_dim)  # (N, S, Dh)
-        v3 = v.reshape(batch * heads, keys, head_dim)  # (N, S, Dh)
+        # Contiguous once here (reshape is a view when B or H is 1), so the last block's prefix is k3 itself and
+        # forward and backward never copy the full keys again.
+        k3 = k.reshape(batch * heads, keys, head_dim).contiguous()  # (N, S, Dh)
+        v3 = v.reshape(batch * heads, keys, head_dim).contiguous()  # (N, S, Dh)
         # Written in (B, T, H, Dh) memory order, so the caller's merge of the heads into (B, T, D) is a free view.
         out = q.new_empty(batch, queries, heads, head_dim)
         q_blocks, probs = [], []
