@@ -9,6 +9,7 @@ produced it.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import re
@@ -21,6 +22,7 @@ from statistics import median as median  # re-exported: scripts take all their h
 
 import torch
 
+from modal_tf.allocator import allocator_state, keep_freed_memory
 from modal_tf.compare.measure import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +48,26 @@ def machine(device: torch.device | str = "cpu") -> str:
     return (
         f"{where}; {os.cpu_count()} cores, load {load:.1f}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}"
+        + (f"; {allocator_state()}" if device.type == "cpu" else "")
     )
+
+
+def add_allocator_flag(parser: argparse.ArgumentParser) -> None:
+    """``--system-malloc``: measure with glibc's default behaviour instead of ``keep_freed_memory`` (the CLI's)."""
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="keep the system malloc's defaults (training through the CLI keeps freed memory; see modal_tf.allocator)",
+    )
+
+
+def apply_allocator(args: argparse.Namespace) -> None:
+    """Keep freed memory in this process, as CPU training through the CLI does, unless ``--system-malloc``.
+
+    Process-wide, so every contender of a script runs with the same allocator behaviour.
+    """
+    if not args.system_malloc:
+        keep_freed_memory()
 
 
 def command_line(script: str, argv: Sequence[str] | None) -> str:

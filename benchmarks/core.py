@@ -30,6 +30,8 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    add_allocator_flag,
+    apply_allocator,
     command_line,
     gemm_flops,
     heading,
@@ -80,12 +82,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--write", action="store_true", help="replace the 'core' section of BENCHMARKS.md")
+    add_allocator_flag(p)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
+    apply_allocator(args)
     device = torch.device(args.device)
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, args.seq)
     ids = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0)).to(device)

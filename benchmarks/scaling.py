@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, heading, median, seconds, write_section
+from common import add_allocator_flag, apply_allocator, command_line, heading, median, seconds, write_section
 from core import flops_per_token
 from peers import IdTokenizer, Shape, as_batch, core_config
 
@@ -46,6 +46,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure this length in this process
     p.add_argument("--write", action="store_true", help="replace the 'scaling' section of BENCHMARKS.md")
+    add_allocator_flag(p)
     return p.parse_args(argv)
 
 
@@ -59,6 +60,7 @@ def peak_bytes(device: torch.device) -> int:
 def measure_one(args: argparse.Namespace) -> dict[str, float]:
     """Seconds per step and peak memory growth of training at length ``args.one`` (in this process)."""
     torch.set_num_threads(args.threads)
+    apply_allocator(args)
     device, length = torch.device(args.device), args.one
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, length)
     torch.manual_seed(0)
@@ -87,8 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.one is not None:
         print(json.dumps(measure_one(args)))
         return 0
+    apply_allocator(args)  # only so the heading names it: each length runs in a child that applies its own
     dtypes = ("fp32", "bf16") if args.dtype == "both" else (args.dtype,)
     shape_args = [f"--{k}={getattr(args, k)}" for k in ("vocab", "dim", "depth", "heads", "steps", "threads")]
+    shape_args += ["--system-malloc"] if args.system_malloc else []
     lines = heading(
         "Scaling with sequence length",
         command_line("scaling.py", argv),

@@ -30,7 +30,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, heading, interleave, median, paired_ratio, seconds, write_section
+from common import (
+    add_allocator_flag,
+    apply_allocator,
+    command_line,
+    heading,
+    interleave,
+    median,
+    paired_ratio,
+    seconds,
+    write_section,
+)
 
 from modal_tf.core import TransformerConfig
 from modal_tf.models import EncoderOnly
@@ -48,6 +58,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--write", action="store_true", help="replace the 'vision' section of BENCHMARKS.md")
+    add_allocator_flag(p)
     return p.parse_args(argv)
 
 
@@ -76,6 +87,7 @@ def build(args: argparse.Namespace) -> tuple[dict[str, nn.Module], PatchTokenize
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
+    apply_allocator(args)
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(args.batch, 3, args.image, args.image, generator=generator)  # (B, C, H, W) in [0, 1]

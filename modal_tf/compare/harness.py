@@ -33,7 +33,7 @@ from modal_tf.compare.measure import (
     seconds_per_step,
 )
 from modal_tf.compare.recorder import RunRecorder
-from modal_tf.lit import ModalModule, OptimizerConfig
+from modal_tf.lit import KeepFreedMemory, ModalModule, OptimizerConfig
 
 THROUGHPUT_BATCH = 64
 PROBE_STEPS = 5  # timed training steps (after an untimed one) that turn a time budget into a step count
@@ -192,7 +192,7 @@ def train_run(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[recorder],
+        callbacks=[recorder, KeepFreedMemory()],  # every architecture of a comparison trains with it alike
     )
     trainer.fit(module, datamodule=data)
     test = trainer.test(module, datamodule=data, verbose=False)[0]

@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.trainer import Trainer
 
 from modal_tf.checkpoints import load_checkpoint_file
+from modal_tf.lit.allocator import KeepFreedMemory
 from modal_tf.lit.checkpoint_io import SafeCheckpointIO
 from modal_tf.lit.predictions import JsonlPredictionWriter
 
@@ -18,13 +19,19 @@ RUNS_DIR = "runs"
 
 
 def trainer_defaults() -> dict[str, Any]:
-    """CSV logs and checkpoints under ``runs/<name>/``, Rich progress, JSONL predictions, safe checkpoint IO."""
+    """CSV logs and checkpoints under ``runs/<name>/``, Rich progress, JSONL predictions, safe checkpoint IO, and
+    freed CPU memory kept in the process (``KeepFreedMemory``)."""
     return {
         "logger": {
             "class_path": "lightning.pytorch.loggers.CSVLogger",
             "init_args": {"save_dir": RUNS_DIR, "name": "run"},
         },
-        "callbacks": [RichProgressBar(leave=True), ModelCheckpoint(save_last=True), JsonlPredictionWriter()],
+        "callbacks": [
+            RichProgressBar(leave=True),
+            ModelCheckpoint(save_last=True),
+            JsonlPredictionWriter(),
+            KeepFreedMemory(),
+        ],
         "plugins": [SafeCheckpointIO()],
     }
 
