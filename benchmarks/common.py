@@ -28,7 +28,7 @@ from modal_tf.compare.measure import cpu_name
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
-SECTIONS = ("core", "generation", "vision", "scaling", "data", "tokenizer_bpe", "actions")
+SECTIONS = ("core", "allocator", "generation", "vision", "scaling", "data", "tokenizer_bpe", "actions")
 HEADER = """# Benchmarks
 
 Measured by `make bench` (or each script alone) on the machine named in each section. Contenders run in one
@@ -40,15 +40,16 @@ under bf16/AMX), so a single ratio is trustworthy to roughly +-10 %.
 """
 
 
-def machine(device: torch.device | str = "cpu") -> str:
-    """One line: device, cores, load, threads, library versions (what a reader needs to compare runs)."""
+def machine(device: torch.device | str = "cpu", allocator: bool = True) -> str:
+    """One line: device, cores, load, threads, library versions, CPU allocator behaviour (unless ``allocator`` is
+    false: the runs happen in child processes that set their own)."""
     device = torch.device(device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{where}; {os.cpu_count()} cores, load {load:.1f}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}"
-        + (f"; {allocator_state()}" if device.type == "cpu" else "")
+        + (f"; {allocator_state()}" if device.type == "cpu" and allocator else "")
     )
 
 
@@ -168,6 +169,9 @@ def write_section(key: str, text: str) -> Path:
     return BENCHMARKS_MD
 
 
-def heading(title: str, command: str, details: str, device: torch.device | str = "cpu") -> list[str]:
+def heading(
+    title: str, command: str, details: str, device: torch.device | str = "cpu", allocator: bool = True
+) -> list[str]:
     """The first lines of every section: title with date, the command, the machine, the setup."""
-    return [f"## {title} ({datetime.date.today().isoformat()})", "", f"`{command}`", "", machine(device), "", details]
+    where = machine(device, allocator)
+    return [f"## {title} ({datetime.date.today().isoformat()})", "", f"`{command}`", "", where, "", details]

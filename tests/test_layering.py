@@ -18,6 +18,7 @@ LOWER_LAYERS = (
     "testing",
     "data",
     "atomic.py",
+    "allocator.py",
     "convert",
     "robot",
     "inspect",

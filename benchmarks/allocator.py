@@ -1,0 +1,118 @@
+"""A CLI training run with freed memory kept (the default) against the system malloc's defaults, in turn.
+
+``modal_tf.allocator.keep_freed_memory`` is process-wide, so the two sides cannot share a process: each round runs
+``modal-tf fit`` once with the ``KeepFreedMemory`` callback active and once with ``MODAL_TF_SYSTEM_MALLOC=1``,
+alternating (A B A B ...), on the same recipe, seed and step count. Per run it records wall time, CPU seconds in
+user and kernel mode, minor page faults and peak RSS of the run and its DataLoader workers (``os.wait4``).
+Training is deterministic, so both sides must end at the same loss; the script checks that.
+
+    python benchmarks/allocator.py [--recipe text/decoder_lm] [--steps 200] [--rounds 2] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, command_line, heading, median, paired_ratio, write_section
+
+from modal_tf.lit.allocator import OPT_OUT
+
+CLI = str(Path(sys.executable).with_name("modal-tf"))
+SIDES = {"kept": "0", "system": "1"}  # the value of MODAL_TF_SYSTEM_MALLOC per side
+COLUMNS = ("wall", "user", "sys", "faults", "rss")
+
+
+def fit(recipe: str, steps: int, precision: str, folder: Path, system: str) -> dict[str, float]:
+    """One ``modal-tf fit`` of ``steps`` steps without validation: its resource use and its last training loss."""
+    command = [
+        CLI, "fit", f"--config=recipes/{recipe}.yaml", f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1",
+        "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false", f"--trainer.precision={precision}",
+        f"--trainer.logger.init_args.save_dir={folder}", f"--trainer.log_every_n_steps={min(steps, 20)}",
+    ]  # fmt: skip
+    env = {**os.environ, OPT_OUT: system, "HF_HUB_OFFLINE": "1"}
+    log = folder / "stderr.log"
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    with log.open("wb") as stderr:
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, its reaped workers included
+    wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"failed ({child.returncode}): {' '.join(command)}\n{tail}")
+    return {
+        "wall": wall,
+        "user": usage.ru_utime,
+        "sys": usage.ru_stime,
+        "faults": usage.ru_minflt,
+        "rss": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "loss": final_loss(folder),
+    }
+
+
+def final_loss(folder: Path) -> float:
+    """The last ``train/loss`` logged under ``folder``."""
+    (metrics,) = folder.rglob("metrics.csv")
+    with metrics.open() as stream:
+        losses = [row["train/loss"] for row in csv.DictReader(stream) if row.get("train/loss")]
+    return float(losses[-1])
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default="text/decoder_lm", help="recipes/<RECIPE>.yaml")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--precision", default="bf16-mixed")
+    p.add_argument("--write", action="store_true", help="replace the 'allocator' section of BENCHMARKS.md")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_ in range(args.rounds):
+            for side, system in SIDES.items():
+                result = fit(args.recipe, args.steps, args.precision, Path(scratch) / f"{side}{round_}", system)
+                print(side, {key: round(value, 3) for key, value in result.items()}, flush=True)
+                runs[side].append(result)
+    losses = {run["loss"] for side in runs.values() for run in side}
+    lines = heading(
+        "CPU allocator: freed memory kept vs system malloc",
+        command_line("allocator.py", argv),
+        f"`modal-tf fit` of recipes/{args.recipe}.yaml, {args.steps} steps, {args.precision}, no validation, "
+        f"{args.rounds} alternating rounds per side (each a fresh process; figures include start-up and the "
+        "DataLoader workers); kept = the CLI default (`KeepFreedMemory`), system = `MODAL_TF_SYSTEM_MALLOC=1`",
+        allocator=False,
+    )
+    lines += ["", "| side | wall s | user s | sys s | minor faults | peak RSS MiB |", "|---|---:|---:|---:|---:|---:|"]
+    for side, results in runs.items():
+        row = [median([run[column] for run in results]) for column in COLUMNS]
+        lines.append(f"| {side} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.1f} | {row[3]:,.0f} | {row[4]:,.0f} |")
+    speed = paired_ratio([1 / run["wall"] for run in runs["kept"]], [1 / run["wall"] for run in runs["system"]])
+    per_round = ", ".join(f"{s['wall'] / k['wall']:.3f}" for k, s in zip(runs["kept"], runs["system"], strict=True))
+    lines += [
+        "",
+        f"- kept / system wall-clock speed (paired): {speed:.3f}x (per round {per_round})",
+        f"- final training loss identical on both sides: {'yes' if len(losses) == 1 else f'NO: {sorted(losses)}'}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        print(f"wrote {write_section('allocator', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
