@@ -2,9 +2,10 @@
 
 ``modal_tf.allocator.keep_freed_memory`` is process-wide, so the two sides cannot share a process: each round runs
 ``modal-tf fit`` once with the ``KeepFreedMemory`` callback active and once with ``MODAL_TF_SYSTEM_MALLOC=1``,
-alternating (A B A B ...), on the same recipe, seed and step count. Per run it records wall time, CPU seconds in
-user and kernel mode, minor page faults and peak RSS of the run and its DataLoader workers (``os.wait4``).
-Training is deterministic, so both sides must end at the same loss; the script checks that.
+in A B B A order (so neither side always runs first, on a cold page cache), on the same recipe, seed and step
+count. Per run it records (``os.wait4``) wall time, CPU seconds in user and kernel mode and minor page faults of the
+run and any DataLoader workers it reaped, and the peak RSS of its largest process (the trainer). Training is
+deterministic, so both sides must end at the same loss; the script checks that.
 
     python benchmarks/allocator.py [--recipe text/decoder_lm] [--steps 200] [--rounds 2] [--write]
 """
@@ -44,9 +45,14 @@ def fit(recipe: str, steps: int, precision: str, folder: Path, system: str) -> d
     started = time.perf_counter()
     with log.open("wb") as stderr:
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, its reaped workers included
+        try:
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, its reaped workers included
+        except BaseException:  # Ctrl-C: do not leave a training run behind
+            child.kill()
+            child.wait()
+            raise
     wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
+    child.returncode = os.waitstatus_to_exitcode(status)  # wait4 reaped it; Popen must not wait for it again
     if child.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise SystemExit(f"failed ({child.returncode}): {' '.join(command)}\n{tail}")
@@ -83,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory() as scratch:
         for round_ in range(args.rounds):
-            for side, system in SIDES.items():
+            for side, system in list(SIDES.items())[:: 1 if round_ % 2 == 0 else -1]:
                 result = fit(args.recipe, args.steps, args.precision, Path(scratch) / f"{side}{round_}", system)
                 print(side, {key: round(value, 3) for key, value in result.items()}, flush=True)
                 runs[side].append(result)
@@ -92,8 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CPU allocator: freed memory kept vs system malloc",
         command_line("allocator.py", argv),
         f"`modal-tf fit` of recipes/{args.recipe}.yaml, {args.steps} steps, {args.precision}, no validation, "
-        f"{args.rounds} alternating rounds per side (each a fresh process; figures include start-up and the "
-        "DataLoader workers); kept = the CLI default (`KeepFreedMemory`), system = `MODAL_TF_SYSTEM_MALLOC=1`",
+        f"{args.rounds} rounds per side in A B B A order (each a fresh process; figures include start-up and any "
+        "DataLoader workers, peak RSS is the trainer's); kept = the CLI default (`KeepFreedMemory`), system = "
+        "`MODAL_TF_SYSTEM_MALLOC=1`",
         allocator=False,
     )
     lines += ["", "| side | wall s | user s | sys s | minor faults | peak RSS MiB |", "|---|---:|---:|---:|---:|---:|"]

@@ -135,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Data side: tokenizers and data wait",
         command_line("data.py", argv),
         f"tokenizers: {args.samples} samples x {args.rounds} interleaved rounds, one process; recipes: {args.steps} "
-        "training steps each with the recipe's DataLoader settings (first two batches not counted)",
+        "training steps each with the recipe's DataLoader settings (first two batches not counted), through the CLI "
+        "(which keeps freed memory on CPU)",
+        allocator=False,
     )
     verdicts: list[str] = []
     if args.part in ("tokenize", "both"):

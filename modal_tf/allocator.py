@@ -17,6 +17,7 @@ CPU runs, and the benchmark scripts do for every contender alike.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
 
@@ -24,13 +25,18 @@ MIB = 1 << 20
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_THRESHOLD = -3
 INT_MAX = (1 << 31) - 1
+OLD_GLIBC_CAP = 32 * MIB  # older glibc refuses a larger M_MMAP_THRESHOLD on 64-bit (HEAP_MAX_SIZE / 2)
 
-_applied: tuple[int, int] | None = None  # (mmap_threshold, trim_threshold) once set in this process
+_requested: tuple[int, int] | None = None  # the arguments of the call that took effect in this process
+_applied: tuple[int, int] | None = None  # (mmap_threshold, trim_threshold) as glibc took them
 
 
 def has_glibc_malloc() -> bool:
-    """Whether this process allocates with glibc's malloc (Linux with glibc; not musl, macOS or Windows)."""
-    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    """Whether glibc's malloc serves this process: Linux with glibc (not musl, macOS or Windows) and no other
+    allocator preloaded (jemalloc, tcmalloc or mimalloc through ``LD_PRELOAD`` answer ``mallopt`` without effect)."""
+    preloaded = os.environ.get("LD_PRELOAD", "")
+    other = any(name in preloaded for name in ("jemalloc", "tcmalloc", "mimalloc"))
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" and not other
 
 
 def keep_freed_memory(mmap_threshold: int = 256 * MIB, trim_threshold: int = 1024 * MIB) -> bool:
@@ -38,27 +44,31 @@ def keep_freed_memory(mmap_threshold: int = 256 * MIB, trim_threshold: int = 102
 
     Args:
         mmap_threshold: Blocks of at least this many bytes still get their own ``mmap`` (and go back to the
-            kernel when freed); smaller ones come from the heap and are reused.
+            kernel when freed); smaller ones come from the heap and are reused. Older glibc caps it at 32 MiB
+            on 64-bit machines; a larger value is then lowered to that cap.
         trim_threshold: Free memory at the top of the heap is returned to the kernel only beyond this many bytes.
 
     Returns:
-        ``True`` when the setting is in force (now or from an earlier call), ``False`` where the allocator is not
-        glibc's or glibc refused a value; then nothing changed.
+        ``True`` when the setting is in force (now or from an earlier call), ``False`` where another allocator
+        serves ``malloc`` or glibc refused the values; then nothing changed.
     """
-    global _applied
+    global _applied, _requested
     for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT_MAX:
-            raise ValueError(
-                f"{name} must be a number of bytes in [1, {INT_MAX}] (mallopt takes a C int), got {value!r}"
-            )
-    if _applied == (mmap_threshold, trim_threshold):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int number of bytes, got {type(value).__name__} {value!r}")
+        if not 0 < value <= INT_MAX:
+            raise ValueError(f"{name} must be in [1, {INT_MAX}] bytes (mallopt takes a C int), got {value}")
+    if _requested == (mmap_threshold, trim_threshold):
         return True
     if not has_glibc_malloc():
         return False
     libc = ctypes.CDLL(None)  # the running process's own symbols, glibc's mallopt among them
-    if not (libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)):
+    accepted = mmap_threshold if libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold) else 0
+    if not accepted and mmap_threshold > OLD_GLIBC_CAP and libc.mallopt(M_MMAP_THRESHOLD, OLD_GLIBC_CAP):
+        accepted = OLD_GLIBC_CAP
+    if not accepted or not libc.mallopt(M_TRIM_THRESHOLD, trim_threshold):
         return False
-    _applied = (mmap_threshold, trim_threshold)
+    _requested, _applied = (mmap_threshold, trim_threshold), (accepted, trim_threshold)
     return True
 
 

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
+import torch
 
-from modal_tf.allocator import has_glibc_malloc, keep_freed_memory
+from modal_tf.allocator import MIB, has_glibc_malloc, keep_freed_memory
 from modal_tf.lit import KeepFreedMemory
 from modal_tf.lit import allocator as lit_allocator
 from modal_tf.lit.cli import trainer_defaults
@@ -58,28 +60,34 @@ def test_freed_memory_is_reused_instead_of_faulted_back() -> None:
     assert int(result["kept"]) < 2_000, result  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize("value", [0, -1, 1 << 31, True, 1.5, "256M"])
-def test_thresholds_are_validated(value: object) -> None:
-    with pytest.raises(ValueError, match="mmap_threshold must be a number of bytes"):
-        keep_freed_memory(mmap_threshold=value)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="trim_threshold must be a number of bytes"):
-        keep_freed_memory(trim_threshold=value)  # type: ignore[arg-type]
+@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-1, ValueError), (1 << 31, ValueError),
+                                               (True, TypeError), (1.5, TypeError), ("256M", TypeError)])  # fmt: skip
+def test_thresholds_are_validated(value: object, error: type[Exception]) -> None:
+    for name in ("mmap_threshold", "trim_threshold"):
+        with pytest.raises(error, match=f"{name} must be"):
+            keep_freed_memory(**{name: value})  # type: ignore[arg-type]
+
+
+def test_another_preloaded_allocator_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert has_glibc_malloc() is False
 
 
 def test_cli_defaults_include_the_callback() -> None:
     assert any(isinstance(callback, KeepFreedMemory) for callback in trainer_defaults()["callbacks"])
 
 
-@pytest.mark.parametrize(("opt_out", "expected"), [(None, 1), ("0", 1), ("1", 0)])
+@pytest.mark.parametrize(("device", "opt_out", "expected"), [("cpu", None, 1), ("cpu", "0", 1), ("cpu", "1", 0),
+                                                             ("cuda", None, 0)])  # fmt: skip
 def test_callback_applies_on_cpu_unless_opted_out(
-    monkeypatch: pytest.MonkeyPatch, opt_out: str | None, expected: int
+    monkeypatch: pytest.MonkeyPatch, device: str, opt_out: str | None, expected: int
 ) -> None:
-    calls: list[None] = []
-    monkeypatch.setattr(lit_allocator, "keep_freed_memory", lambda: calls.append(None) or True)
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(lit_allocator, "keep_freed_memory", lambda *args: calls.append(args) or True)
     if opt_out is None:
         monkeypatch.delenv(lit_allocator.OPT_OUT, raising=False)
     else:
         monkeypatch.setenv(lit_allocator.OPT_OUT, opt_out)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    KeepFreedMemory().setup(trainer, pl.LightningModule(), "fit")
-    assert len(calls) == expected
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))  # only what setup reads
+    KeepFreedMemory(mmap_threshold=64 * MIB).setup(trainer, pl.LightningModule(), "fit")  # type: ignore[arg-type]
+    assert calls == [(64 * MIB, 1024 * MIB)] * expected

@@ -22,6 +22,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from modal_tf.allocator import allocator_state
 from modal_tf.compare.catalogue import ModelSpec, resolve_model
 from modal_tf.compare.config import CompareConfig
 from modal_tf.compare.data import PreparedData, PreparedImages, prepare_data
@@ -33,7 +34,8 @@ from modal_tf.compare.measure import (
     seconds_per_step,
 )
 from modal_tf.compare.recorder import RunRecorder
-from modal_tf.lit import KeepFreedMemory, ModalModule, OptimizerConfig
+from modal_tf.lit import ModalModule, OptimizerConfig
+from modal_tf.lit.allocator import keep_freed_memory_for
 
 THROUGHPUT_BATCH = 64
 PROBE_STEPS = 5  # timed training steps (after an untimed one) that turn a time budget into a step count
@@ -192,7 +194,7 @@ def train_run(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[recorder, KeepFreedMemory()],  # every architecture of a comparison trains with it alike
+        callbacks=[recorder],
     )
     trainer.fit(module, datamodule=data)
     test = trainer.test(module, datamodule=data, verbose=False)[0]
@@ -243,6 +245,7 @@ def environment(config: CompareConfig) -> dict[str, Any]:
         "processor": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "allocator": allocator_state(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "accelerator": config.accelerator,
     }
@@ -264,6 +267,9 @@ def run_comparison(
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
+    # Before any run, so every architecture (and the first run's time-budget probe) trains with it alike.
+    on_cpu = config.accelerator == "cpu" or (config.accelerator == "auto" and not torch.cuda.is_available())
+    keep_freed_memory_for("cpu" if on_cpu else "cuda")
     specs = [resolve_model(name) for name in config.models]  # fail on a bad name before any training
     prepared = prepare_data(config.data)
     comparison = Comparison(
