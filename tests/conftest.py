@@ -1,5 +1,6 @@
 """Test-wide settings: one intra-op thread (oversubscription on a shared 2-core box made steps
-up to 18x slower), no hub access, deterministic seeds."""
+up to 18x slower), no hub access, deterministic seeds, and freed memory kept from the start (the CLI
+tests would switch it on part-way through the session otherwise; process-wide either way)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 import torch
 
+from modal_tf.allocator import keep_freed_memory
+
 torch.set_num_threads(1)
+keep_freed_memory()
 
 
 @pytest.fixture(autouse=True)
