@@ -134,9 +134,22 @@ def test_fully_masked_rows_stay_finite_in_fp16() -> None:
     assert all(torch.isfinite(t.grad).all() for t in tensors)  # type: ignore[arg-type]
 
 
+def test_fp32_causal_training_takes_the_explicit_path_up_to_its_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    fp32 = qkv(torch.float32)  # 6 keys
+    assert uses_explicit(*fp32, dropout_p=0.0, is_causal=True)
+    exact = outputs_and_grads(F.scaled_dot_product_attention, qkv(torch.float64), is_causal=True)
+    ours = outputs_and_grads(attention, fp32, is_causal=True)
+    for a, e in zip(ours, exact, strict=True):
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5)  # fp32 throughout: fp32-level agreement
+    monkeypatch.setattr(explicit, "MAX_FP32_CAUSAL_KEYS", 5)
+    assert not uses_explicit(*fp32, dropout_p=0.0, is_causal=True), "longer fp32 rows must use SDPA"
+    assert uses_explicit(*qkv(torch.bfloat16), dropout_p=0.0, is_causal=True), "bf16 keeps its own limit"
+
+
 def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
     low = qkv(torch.bfloat16)
-    assert not uses_explicit(*qkv(torch.float32), dropout_p=0.0), "fp32 must use SDPA"
+    assert not uses_explicit(*qkv(torch.float32), dropout_p=0.0), "bidirectional fp32 must use SDPA"
+    assert not uses_explicit(*qkv(torch.float64), dropout_p=0.0, is_causal=True), "fp64 must use SDPA"
     assert not uses_explicit(*qkv(torch.bfloat16, grad=False), dropout_p=0.0), "inference must use SDPA"
     assert not uses_explicit(*low, dropout_p=0.1), "dropout must use SDPA"
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Attention dispatch: ``F.scaled_dot_product_attention``, or explicit batched GEMMs for bf16/fp16 training on CPU.
+"""Attention dispatch: ``F.scaled_dot_product_attention``, or explicit batched GEMMs for training on CPU.
 
 Notation: B batch, H heads, T query tokens, S key tokens, Dh head dim, N = B * H.
 
@@ -7,9 +7,11 @@ units: at B 16, H 4, T 256, Dh 64 in bf16 one forward + backward takes ~40 ms, w
 as three batched GEMMs and a softmax — which oneDNN runs on AMX/AVX-512-BF16 — takes ~12 ms. Under
 ``bf16-mixed`` that was a third of a small GPT's step. So training in bf16/fp16 on CPU goes through
 ``ExplicitAttention`` (an ``autograd.Function`` with a hand-written backward, so autograd does not keep the
-intermediate scores twice); everything else — fp32, inference, dropout, any CUDA device, or score matrices
-above ``MAX_SCORE_BYTES`` where the flash kernel's O(T) memory matters, or rows longer than ``MAX_KEYS`` keys
-(``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged.
+intermediate scores twice), and so does fp32 *causal* training on CPU with rows of at most
+``MAX_FP32_CAUSAL_KEYS`` keys, where skipping the scores above the diagonal (below) beats SDPA's well-tuned fp32
+kernel. Everything else — fp32 bidirectional or longer rows, fp64, inference, dropout, any CUDA device, score
+matrices above ``MAX_SCORE_BYTES`` where the flash kernel's O(T) memory matters, or rows longer than ``MAX_KEYS``
+keys (``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged.
 
 Causal attention is computed in query blocks (``causal_blocks``), each scoring only the keys its rows can
 reach, so the scores above the block diagonal — almost half the square — are never computed, stored or
@@ -25,7 +27,7 @@ fp32 inside the kernel), as unfused attention under autocast does; SDPA's fused 
 error against fp64 is close to SDPA's for spread-out attention and up to ~2x SDPA's for sharply peaked attention
 (score std ~9) — still bf16-level (~1e-2 relative), which bf16 mixed-precision training tolerates by design
 (Micikevicius et al. 2018, https://arxiv.org/abs/1710.03740). fp32 scores would make ``Q Kᵀ`` an fp32 GEMM and
-cost most of the speed-up. Tests bound the error for both regimes.
+cost most of the speed-up. Tests bound the error for both regimes. In fp32 both paths are fp32 throughout.
 
 Memory: the explicit path keeps each layer's probabilities (``(N, T, S)``, about half that when causal) for
 backward (SDPA keeps O(T) row statistics); ``MAX_SCORE_BYTES`` caps the full square per call, so a deep model
@@ -50,6 +52,11 @@ MAX_SCORE_BYTES = 64 * 2**20
 # Causal, with query blocks: 1.3-2x faster from 256 to 1024 keys, 1.2-1.5x at 2048.
 MAX_KEYS = 512
 MAX_CAUSAL_KEYS = 2048
+# fp32, same setup (paired, 7 rounds): SDPA's fp32 kernel is well tuned, so only causal block skipping wins, and
+# only while rows fit the caches: causal 1.06-1.14x at 256 keys and 1.24-1.35x at 512, 0.95x at 1024, 0.92x at
+# 2048; bidirectional 0.97x at 128, 0.90x at 256, 0.78x at 512. Whole fp32 decoder step (benchmarks/core.py shape,
+# ABBA rounds): 1.06x at T 256, 1.14x at T 512.
+MAX_FP32_CAUSAL_KEYS = 512
 
 
 def uses_explicit(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, is_causal: bool = False) -> bool:
@@ -57,14 +64,19 @@ def uses_explicit(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, is_causal: 
     training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     batch, heads, queries, _ = q.shape
     score_bytes = batch * heads * queries * k.shape[2] * q.element_size()
+    if q.dtype in LOW_PRECISION:
+        max_keys = MAX_CAUSAL_KEYS if is_causal else MAX_KEYS
+    elif q.dtype == torch.float32 and is_causal:
+        max_keys = MAX_FP32_CAUSAL_KEYS
+    else:
+        return False
     return (
         training
         and dropout_p == 0.0
         and q.device.type == "cpu"
-        and q.dtype in LOW_PRECISION
         and k.dtype == q.dtype == v.dtype
         and 0 < score_bytes <= MAX_SCORE_BYTES
-        and k.shape[2] <= (MAX_CAUSAL_KEYS if is_causal else MAX_KEYS)
+        and k.shape[2] <= max_keys
     )
 
 
