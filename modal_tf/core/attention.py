@@ -1,4 +1,4 @@
-"""Multi-head attention through ``F.scaled_dot_product_attention`` (see ``explicit_attention`` for CPU bf16).
+"""Multi-head attention through ``F.scaled_dot_product_attention`` (``explicit_attention`` for some CPU training).
 
 Notation: B batch, T query tokens, S key tokens (self: cache slots; cross: memory),
 D model dim, H heads, Dh head dim.
