@@ -28,7 +28,7 @@ from modal_tf.compare.measure import cpu_name
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
-SECTIONS = ("core", "allocator", "generation", "vision", "scaling", "data", "tokenizer_bpe", "actions")
+SECTIONS = ("core", "attention", "allocator", "generation", "vision", "scaling", "data", "tokenizer_bpe", "actions")
 HEADER = """# Benchmarks
 
 Measured by `make bench` (or each script alone) on the machine named in each section. Contenders run in one

@@ -6,9 +6,9 @@ Each (length, dtype) runs in a fresh subprocess at batch 1 (so tokens per step =
 on CPU the growth of the process's peak resident set size (``ru_maxrss``) over the training steps, on CUDA
 ``torch.cuda.max_memory_allocated``. Per-token work is ``6N + 12LHQT`` (PaLM), so time per token stays flat while
 ``6N`` dominates and grows linearly once the attention term does; the table shows both the measured time per token
-and the attention share of the FLOPs. Under bf16 the attention kernel changes with length: the explicit-GEMM path
-(``modal_tf/core/explicit_attention.py``) up to ``MAX_CAUSAL_KEYS`` keys and ``MAX_SCORE_BYTES`` of scores per
-call, SDPA's flash kernel beyond (the ``kernel`` column).
+and the attention share of the FLOPs. The attention kernel changes with length: the explicit-GEMM path
+(``modal_tf/core/explicit_attention.py``) up to ``MAX_CAUSAL_KEYS`` keys in bf16 (``MAX_FP32_CAUSAL_KEYS`` in
+fp32) and ``MAX_SCORE_BYTES`` of scores per call, SDPA's flash kernel beyond (the ``kernel`` column).
 
     OMP_NUM_THREADS=1 python benchmarks/scaling.py [--lengths 256 512 1024 2048 4096] [--write]
 """

@@ -11,7 +11,7 @@ parameters gets the same effect without preloading a library.
 
 The setting is process-wide and sticks (freed memory up to ``trim_threshold`` stays mapped, like a CUDA caching
 allocator), so the library never applies it on import: the training layer's ``KeepFreedMemory`` callback does, for
-CPU runs, and the benchmark scripts do for every contender alike.
+CPU runs, as do the compare harness, the test session and the training benchmarks (for every contender alike).
 """
 
 from __future__ import annotations

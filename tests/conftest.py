@@ -12,10 +12,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 import torch
 
-from modal_tf.allocator import keep_freed_memory
+from modal_tf.lit.allocator import keep_freed_memory_for
 
 torch.set_num_threads(1)
-keep_freed_memory()
+keep_freed_memory_for("cpu")  # honours MODAL_TF_SYSTEM_MALLOC=1, to run the suite under the system default
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""The explicit CPU bf16 attention path: same values and gradients as SDPA, taken only where it should be."""
+"""The explicit CPU attention path (bf16/fp16, causal fp32): same values and gradients as SDPA, taken only where it
+should be."""
 
 from __future__ import annotations
 
@@ -134,16 +135,37 @@ def test_fully_masked_rows_stay_finite_in_fp16() -> None:
     assert all(torch.isfinite(t.grad).all() for t in tensors)  # type: ignore[arg-type]
 
 
-def test_fp32_causal_training_takes_the_explicit_path_up_to_its_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    fp32 = qkv(torch.float32)  # 6 keys
-    assert uses_explicit(*fp32, dropout_p=0.0, is_causal=True)
-    exact = outputs_and_grads(F.scaled_dot_product_attention, qkv(torch.float64), is_causal=True)
+@pytest.mark.parametrize(("queries", "keys"), [(6, 6), (130, 130), (5, 9), (9, 5)])  # 130: three causal blocks
+def test_fp32_causal_training_takes_the_explicit_path(monkeypatch: pytest.MonkeyPatch, queries: int, keys: int) -> None:
+    calls: list[int] = []
+    apply = explicit.ExplicitAttention.apply
+    monkeypatch.setattr(explicit.ExplicitAttention, "apply", lambda *args: calls.append(1) or apply(*args))
+    fp32 = qkv(torch.float32, queries, keys)
+    exact = outputs_and_grads(F.scaled_dot_product_attention, qkv(torch.float64, queries, keys), is_causal=True)
     ours = outputs_and_grads(attention, fp32, is_causal=True)
+    assert calls, "fp32 causal training did not take the explicit path"
     for a, e in zip(ours, exact, strict=True):
         torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5)  # fp32 throughout: fp32-level agreement
+
+
+def test_fp32_explicit_limit_and_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    fp32 = qkv(torch.float32)  # 6 keys
+    assert uses_explicit(*fp32, dropout_p=0.0, is_causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast would run the kernel's GEMMs in bf16: SDPA
+        assert not uses_explicit(*fp32, dropout_p=0.0, is_causal=True)
+        out = attention(*fp32, is_causal=True)
+    out.float().sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in fp32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 inputs under bf16 autocast: the usual explicit case
+        assert uses_explicit(*qkv(torch.bfloat16), dropout_p=0.0, is_causal=True)
     monkeypatch.setattr(explicit, "MAX_FP32_CAUSAL_KEYS", 5)
     assert not uses_explicit(*fp32, dropout_p=0.0, is_causal=True), "longer fp32 rows must use SDPA"
     assert uses_explicit(*qkv(torch.bfloat16), dropout_p=0.0, is_causal=True), "bf16 keeps its own limit"
+
+
+def test_mask_and_is_causal_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="either mask or is_causal"):
+        attention(*qkv(torch.bfloat16), mask=torch.ones(6, 6, dtype=torch.bool), is_causal=True)
 
 
 def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:

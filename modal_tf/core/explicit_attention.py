@@ -49,13 +49,17 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 MAX_SCORE_BYTES = 64 * 2**20
 # Measured fwd+bwd, bf16, one thread, B*T = 4096, H 4, Dh 64 (explicit vs SDPA). Bidirectional: 3.8x faster at
 # T 128, 1.5x at 256, 1.1x at 384 and 512, but 2x *slower* at 1024 (softmax over long rows outgrows the caches).
-# Causal, with query blocks: 1.3-2x faster from 256 to 1024 keys, 1.2-1.5x at 2048.
+# Causal, with query blocks: 1.3-2x faster from 256 to 1024 keys, 1.2-1.5x at 2048. The bidirectional slowdown
+# at 1024 is page faults on the large score tensors: with freed memory kept (``modal_tf.allocator``, the CLI's
+# default on CPU) explicit measured 1.69x *faster* at 1024 and 1.63x at 2048, with the system malloc 0.80x at 1024
+# (benchmarks/attention_paths.py, with and without --system-malloc). The core cannot see the allocator setting,
+# so the limit stays where both are safe.
 MAX_KEYS = 512
 MAX_CAUSAL_KEYS = 2048
 # fp32, same setup (paired, 7 rounds): SDPA's fp32 kernel is well tuned, so only causal block skipping wins, and
-# only while rows fit the caches: causal 1.06-1.14x at 256 keys and 1.24-1.35x at 512, 0.95x at 1024, 0.92x at
-# 2048; bidirectional 0.97x at 128, 0.90x at 256, 0.78x at 512. Whole fp32 decoder step (benchmarks/core.py shape,
-# ABBA rounds): 1.06x at T 256, 1.14x at T 512.
+# only while rows fit the caches: causal 1.06-1.22x at 256 keys and 1.22-1.35x at 512, 0.95-1.10x at 1024,
+# 0.82-0.92x at 2048; bidirectional 0.71-0.99x from 256 keys up. Whole fp32 decoder step (benchmarks/core.py
+# model, B*T 4096): 1.04-1.06x at T 256, 1.09-1.14x at T 512. Reproduce: benchmarks/attention_paths.py.
 MAX_FP32_CAUSAL_KEYS = 512
 
 
@@ -64,6 +68,8 @@ def uses_explicit(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, is_causal: 
     training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     batch, heads, queries, _ = q.shape
     score_bytes = batch * heads * queries * k.shape[2] * q.element_size()
+    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != q.dtype:
+        return False  # autocast would recast the kernel's GEMMs to another dtype than its softmax and outputs
     if q.dtype in LOW_PRECISION:
         max_keys = MAX_CAUSAL_KEYS if is_causal else MAX_KEYS
     elif q.dtype == torch.float32 and is_causal:
@@ -83,7 +89,11 @@ def uses_explicit(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, is_causal: 
 def attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0, is_causal: bool = False
 ) -> Tensor:
-    """``F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal)``, faster for CPU bf16/fp16 training.
+    """``F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal)``, faster for some CPU training.
+
+    The explicit path runs for bf16/fp16 training and for causal fp32 training with short rows (``uses_explicit``);
+    functorch transforms (``torch.func``) are not supported through it, as it is an old-style
+    ``autograd.Function``.
 
     Args:
         q: ``(B, H, T, Dh)`` queries.
@@ -96,6 +106,8 @@ def attention(
     Returns:
         ``(B, H, T, Dh)``.
     """
+    if mask is not None and is_causal:
+        raise ValueError("attention: pass either mask or is_causal=True, not both (as F.scaled_dot_product_attention)")
     if not uses_explicit(q, k, v, dropout_p, is_causal):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
     return explicit_attention(q, k, v, mask, is_causal)

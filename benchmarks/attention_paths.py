@@ -1,0 +1,165 @@
+"""Where the explicit attention path beats SDPA on CPU: the measurements behind ``uses_explicit``'s limits.
+
+Notation: B batch, T tokens (= keys), H heads, Dh head dim.
+
+Part 1, isolated attention: forward + backward of ``explicit_attention`` against ``F.scaled_dot_product_attention``
+on the same ``(B, H, T, Dh)`` tensors, B·T = 4096, H 4, Dh 64, for fp32 and bf16, causal and bidirectional, at
+several T; paired rounds (SDPA, explicit, SDPA, explicit ...), median of per-round ratios. The ``dispatch`` column
+is what ``attention`` picks for that case in training. Part 2, whole fp32 decoder training steps (the
+``benchmarks/core.py`` model at T 256 and 512, B·T 4096): the dispatch as shipped against the same model with
+fp32 routed to SDPA (``uses_explicit`` swapped for one that refuses fp32), A B B A rounds.
+
+    OMP_NUM_THREADS=1 python benchmarks/attention_paths.py [--rounds 7] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_allocator_flag, apply_allocator, command_line, heading, median, seconds, write_section
+from core import train_steps
+from peers import IdTokenizer, Shape, as_batch, core_config
+
+from modal_tf.core import explicit_attention as explicit
+from modal_tf.models import DecoderOnly
+
+TOKENS, HEADS, HEAD_DIM = 4096, 4, 64
+Kernel = Callable[..., Tensor]
+
+
+def attention_seconds(kernel: Kernel, dtype: torch.dtype, length: int, causal: bool, repeats: int = 3) -> float:
+    """Seconds of one forward + backward of ``kernel`` at ``(TOKENS // length, HEADS, length, HEAD_DIM)``."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (TOKENS // length, HEADS, length, HEAD_DIM)
+    q, k, v = (torch.randn(shape, generator=generator).to(dtype).requires_grad_() for _ in range(3))
+    grad = torch.randn(shape, generator=generator).to(dtype)
+
+    def run() -> None:
+        for _ in range(repeats):
+            kernel(q, k, v, is_causal=causal).backward(grad)
+
+    return seconds(run) / repeats
+
+
+def paired(first: Callable[[], float], second: Callable[[], float], rounds: int, abba: bool = False) -> list[float]:
+    """Per-round ``first() / second()`` (time ratios: > 1 means ``second`` is faster), after one warm-up each."""
+    first(), second()
+    ratios = []
+    for index in range(rounds):
+        if abba and index % 2:
+            b, a = second(), first()
+        else:
+            a, b = first(), second()
+        ratios.append(a / b)
+    return ratios
+
+
+def recorded(work: Callable[[], float], into: list[float]) -> Callable[[], float]:
+    """``work``, appending each result to ``into`` as well as returning it."""
+
+    def run() -> float:
+        into.append(work())
+        return into[-1]
+
+    return run
+
+
+def step_seconds(length: int, fp32_explicit: bool) -> Callable[[], float]:
+    """Seconds per fp32 decoder training step at ``T = length``, with or without the fp32 explicit path."""
+    torch.manual_seed(0)
+    shape = Shape(seq=length)
+    model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab))
+    forward = lambda ids: model({}, as_batch(ids))  # noqa: E731
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    ids = torch.randint(0, shape.vocab, (TOKENS // length, length), generator=torch.Generator().manual_seed(0))
+    shipped = explicit.uses_explicit
+
+    def sdpa_for_fp32(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, is_causal: bool = False) -> bool:
+        return q.dtype != torch.float32 and shipped(q, k, v, dropout_p, is_causal)
+
+    def run() -> float:
+        explicit.uses_explicit = shipped if fp32_explicit else sdpa_for_fp32  # type: ignore[assignment]
+        try:
+            return seconds(lambda: train_steps(model, forward, opt, ids, ids, 2, bf16=False)) / 2
+        finally:
+            explicit.uses_explicit = shipped  # type: ignore[assignment]
+
+    return run
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
+    p.add_argument("--step-lengths", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--write", action="store_true", help="replace the 'attention' section of BENCHMARKS.md")
+    add_allocator_flag(p)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    apply_allocator(args)
+    lines = heading(
+        "Attention paths on CPU: explicit vs SDPA",
+        command_line("attention_paths.py", argv),
+        f"part 1: fwd+bwd of one attention call, B*T {TOKENS}, H {HEADS}, Dh {HEAD_DIM}, {args.rounds} paired rounds "
+        "of 3 calls each; part 2: fp32 decoder training steps (core.py model), shipped dispatch vs fp32 on SDPA, "
+        f"{args.rounds} A B B A rounds of 2 steps",
+    )
+    lines += ["", "| dtype | mask | T | SDPA ms | explicit ms | explicit speed-up (paired) | min - max | dispatch |"]
+    lines.append("|---|---|---:|---:|---:|---:|---:|---|")
+    for dtype in (torch.float32, torch.bfloat16):
+        for causal in (True, False):
+            for length in args.lengths:
+                sdpa: list[float] = []
+                ours: list[float] = []
+                ratios = paired(
+                    recorded(partial(attention_seconds, F.scaled_dot_product_attention, dtype, length, causal), sdpa),
+                    recorded(partial(attention_seconds, explicit.explicit_attention, dtype, length, causal), ours),
+                    args.rounds,
+                )
+                probe = [torch.empty(TOKENS // length, HEADS, length, HEAD_DIM, dtype=dtype, requires_grad=True)] * 3
+                picked = "explicit" if explicit.uses_explicit(*probe, dropout_p=0.0, is_causal=causal) else "sdpa"
+                lines.append(
+                    f"| {str(dtype).removeprefix('torch.')} | {'causal' if causal else 'none'} | {length} | "
+                    f"{median(sdpa) * 1e3:.1f} | {median(ours) * 1e3:.1f} | {median(ratios):.2f}x | "
+                    f"{min(ratios):.2f} - {max(ratios):.2f} | {picked} |"
+                )
+                print(lines[-1], flush=True)
+    lines += ["", "| fp32 decoder step, T | fp32 on SDPA s/step | shipped s/step | shipped speed-up (paired) | range |"]
+    lines.append("|---:|---:|---:|---:|---:|")
+    for length in args.step_lengths:
+        on_sdpa: list[float] = []
+        shipped: list[float] = []
+        ratios = paired(
+            recorded(step_seconds(length, False), on_sdpa),
+            recorded(step_seconds(length, True), shipped),
+            args.rounds,
+            abba=True,
+        )
+        lines.append(
+            f"| {length} | {median(on_sdpa):.3f} | {median(shipped):.3f} | {median(ratios):.3f}x | "
+            f"{min(ratios):.2f} - {max(ratios):.2f} |"
+        )
+        print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        print(f"wrote {write_section('attention', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
