@@ -13,27 +13,29 @@ deterministic, so both sides must end at the same loss; the script checks that.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, command_line, heading, median, paired_ratio, write_section
+from common import ROOT, command_line, heading, interleave, median, paired_ratio, write_section
 
 from modal_tf.lit.allocator import OPT_OUT
+from recipes import CLI, last_metrics
 
-CLI = str(Path(sys.executable).with_name("modal-tf"))
 SIDES = {"kept": "0", "system": "1"}  # the value of MODAL_TF_SYSTEM_MALLOC per side
 COLUMNS = ("wall", "user", "sys", "faults", "rss")
 
 
-def fit(recipe: str, steps: int, precision: str, folder: Path, system: str) -> dict[str, float]:
-    """One ``modal-tf fit`` of ``steps`` steps without validation: its resource use and its last training loss."""
+def fit(recipe: str, steps: int, precision: str, scratch: str, system: str) -> dict[str, float]:
+    """One ``modal-tf fit`` of ``steps`` steps without validation, in a new folder under ``scratch``: its resource
+    use and its last training loss."""
+    folder = Path(tempfile.mkdtemp(dir=scratch))
     command = [
         CLI, "fit", f"--config=recipes/{recipe}.yaml", f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1",
         "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false", f"--trainer.precision={precision}",
@@ -41,7 +43,6 @@ def fit(recipe: str, steps: int, precision: str, folder: Path, system: str) -> d
     ]  # fmt: skip
     env = {**os.environ, OPT_OUT: system, "HF_HUB_OFFLINE": "1"}
     log = folder / "stderr.log"
-    folder.mkdir(parents=True)
     started = time.perf_counter()
     with log.open("wb") as stderr:
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -56,22 +57,16 @@ def fit(recipe: str, steps: int, precision: str, folder: Path, system: str) -> d
     if child.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise SystemExit(f"failed ({child.returncode}): {' '.join(command)}\n{tail}")
-    return {
+    result = {
         "wall": wall,
         "user": usage.ru_utime,
         "sys": usage.ru_stime,
         "faults": usage.ru_minflt,
         "rss": usage.ru_maxrss / 1024,  # Linux reports KiB
-        "loss": final_loss(folder),
+        "loss": last_metrics(next(folder.rglob("metrics.csv")))["train/loss"],
     }
-
-
-def final_loss(folder: Path) -> float:
-    """The last ``train/loss`` logged under ``folder``."""
-    (metrics,) = folder.rglob("metrics.csv")
-    with metrics.open() as stream:
-        losses = [row["train/loss"] for row in csv.DictReader(stream) if row.get("train/loss")]
-    return float(losses[-1])
+    print(f"{OPT_OUT}={system}", {key: round(value, 3) for key, value in result.items()}, flush=True)
+    return result
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -86,13 +81,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory() as scratch:
-        for round_ in range(args.rounds):
-            for side, system in list(SIDES.items())[:: 1 if round_ % 2 == 0 else -1]:
-                result = fit(args.recipe, args.steps, args.precision, Path(scratch) / f"{side}{round_}", system)
-                print(side, {key: round(value, 3) for key, value in result.items()}, flush=True)
-                runs[side].append(result)
+        sides = {
+            side: partial(fit, args.recipe, args.steps, args.precision, scratch, system)
+            for side, system in SIDES.items()
+        }
+        runs = interleave(sides, args.rounds, warmup=0, alternate=True)  # fresh processes: nothing to warm up
     losses = {run["loss"] for side in runs.values() for run in side}
     lines = heading(
         "CPU allocator: freed memory kept vs system malloc",

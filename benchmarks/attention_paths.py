@@ -4,7 +4,7 @@ Notation: B batch, T tokens (= keys), H heads, Dh head dim.
 
 Part 1, isolated attention: forward + backward of ``explicit_attention`` against ``F.scaled_dot_product_attention``
 on the same ``(B, H, T, Dh)`` tensors, B·T = 4096, H 4, Dh 64, for fp32 and bf16, causal and bidirectional, at
-several T; paired rounds (SDPA, explicit, SDPA, explicit ...), median of per-round ratios. The ``dispatch`` column
+several T; interleaved rounds (SDPA, explicit, SDPA, explicit ...), median of per-round ratios. The ``dispatch`` column
 is what ``attention`` picks for that case in training. Part 2, whole fp32 decoder training steps (the
 ``benchmarks/core.py`` model at T 256 and 512, B·T 4096): the dispatch as shipped against the same model with
 fp32 routed to SDPA (``uses_explicit`` swapped for one that refuses fp32), A B B A rounds.
@@ -25,7 +25,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allocator_flag, apply_allocator, command_line, heading, median, seconds, write_section
+from common import (
+    add_allocator_flag,
+    apply_allocator,
+    command_line,
+    heading,
+    interleave,
+    median,
+    round_ratios,
+    seconds,
+    write_section,
+)
 from core import train_steps
 from peers import IdTokenizer, Shape, as_batch, core_config
 
@@ -48,29 +58,6 @@ def attention_seconds(kernel: Kernel, dtype: torch.dtype, length: int, causal: b
             kernel(q, k, v, is_causal=causal).backward(grad)
 
     return seconds(run) / repeats
-
-
-def paired(first: Callable[[], float], second: Callable[[], float], rounds: int, abba: bool = False) -> list[float]:
-    """Per-round ``first() / second()`` (time ratios: > 1 means ``second`` is faster), after one warm-up each."""
-    first(), second()
-    ratios = []
-    for index in range(rounds):
-        if abba and index % 2:
-            b, a = second(), first()
-        else:
-            a, b = first(), second()
-        ratios.append(a / b)
-    return ratios
-
-
-def recorded(work: Callable[[], float], into: list[float]) -> Callable[[], float]:
-    """``work``, appending each result to ``into`` as well as returning it."""
-
-    def run() -> float:
-        into.append(work())
-        return into[-1]
-
-    return run
 
 
 def step_seconds(length: int, fp32_explicit: bool) -> Callable[[], float]:
@@ -123,34 +110,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     for dtype in (torch.float32, torch.bfloat16):
         for causal in (True, False):
             for length in args.lengths:
-                sdpa: list[float] = []
-                ours: list[float] = []
-                ratios = paired(
-                    recorded(partial(attention_seconds, F.scaled_dot_product_attention, dtype, length, causal), sdpa),
-                    recorded(partial(attention_seconds, explicit.explicit_attention, dtype, length, causal), ours),
+                times = interleave(
+                    {
+                        "sdpa": partial(attention_seconds, F.scaled_dot_product_attention, dtype, length, causal),
+                        "explicit": partial(attention_seconds, explicit.explicit_attention, dtype, length, causal),
+                    },
                     args.rounds,
                 )
+                ratios = round_ratios(times["sdpa"], times["explicit"])  # time ratios: > 1 means explicit is faster
                 probe = [torch.empty(TOKENS // length, HEADS, length, HEAD_DIM, dtype=dtype, requires_grad=True)] * 3
                 picked = "explicit" if explicit.uses_explicit(*probe, dropout_p=0.0, is_causal=causal) else "sdpa"
                 lines.append(
                     f"| {str(dtype).removeprefix('torch.')} | {'causal' if causal else 'none'} | {length} | "
-                    f"{median(sdpa) * 1e3:.1f} | {median(ours) * 1e3:.1f} | {median(ratios):.2f}x | "
-                    f"{min(ratios):.2f} - {max(ratios):.2f} | {picked} |"
+                    f"{median(times['sdpa']) * 1e3:.1f} | {median(times['explicit']) * 1e3:.1f} | "
+                    f"{median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f} | {picked} |"
                 )
                 print(lines[-1], flush=True)
     lines += ["", "| fp32 decoder step, T | fp32 on SDPA s/step | shipped s/step | shipped speed-up (paired) | range |"]
     lines.append("|---:|---:|---:|---:|---:|")
     for length in args.step_lengths:
-        on_sdpa: list[float] = []
-        shipped: list[float] = []
-        ratios = paired(
-            recorded(step_seconds(length, False), on_sdpa),
-            recorded(step_seconds(length, True), shipped),
-            args.rounds,
-            abba=True,
+        steps = interleave(
+            {"sdpa": step_seconds(length, False), "shipped": step_seconds(length, True)}, args.rounds, alternate=True
         )
+        ratios = round_ratios(steps["sdpa"], steps["shipped"])
         lines.append(
-            f"| {length} | {median(on_sdpa):.3f} | {median(shipped):.3f} | {median(ratios):.3f}x | "
+            f"| {length} | {median(steps['sdpa']):.3f} | {median(steps['shipped']):.3f} | {median(ratios):.3f}x | "
             f"{min(ratios):.2f} - {max(ratios):.2f} |"
         )
         print(lines[-1], flush=True)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from statistics import median as median  # re-exported: scripts take all their helpers from here
+from typing import TypeVar
 
 import torch
 
@@ -26,6 +27,7 @@ from modal_tf.allocator import allocator_state, keep_freed_memory
 from modal_tf.compare.measure import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
+Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a record of resource use)
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
 SECTIONS = ("core", "attention", "allocator", "generation", "vision", "scaling", "data", "tokenizer_bpe", "actions")
@@ -88,13 +90,16 @@ def seconds(work: Callable[[], object], device: torch.device | str = "cpu") -> f
     return time.perf_counter() - start
 
 
-def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+def interleave(
+    contenders: Mapping[str, Callable[[], Result]], rounds: int, warmup: int = 1, alternate: bool = False
+) -> dict[str, list[Result]]:
     """Call each contender ``warmup`` times, then once per round in turn (A B C A B C ...).
 
     Args:
         contenders: name -> a callable that runs one measurement and returns its result (e.g. a rate).
         rounds: Measurements per contender.
         warmup: Unrecorded calls per contender first (allocator, autotuning, lazy init).
+        alternate: Run every other round in reverse order (A B, B A, A B ...), so no contender always goes first.
 
     Returns:
         name -> the ``rounds`` results, in order.
@@ -102,9 +107,10 @@ def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int, warmu
     for work in contenders.values():
         for _ in range(warmup):
             work()
-    results: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, work in contenders.items():
+    results: dict[str, list[Result]] = {name: [] for name in contenders}
+    order = list(contenders.items())
+    for index in range(rounds):
+        for name, work in order[::-1] if alternate and index % 2 else order:
             results[name].append(work())
     return results
 

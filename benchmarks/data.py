@@ -29,10 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command_line, heading, interleave, median, seconds, write_section
 
 from modal_tf.tokenizers import tokenizer_from_spec
-from recipes import embedded_recipes, last_metrics
+from recipes import CLI, embedded_recipes, last_metrics
 
 TARGET = 0.10
-CLI = str(Path(sys.executable).with_name("modal-tf"))
 
 
 def tokenizer_cases() -> dict[str, tuple[Any, Callable[[int], Any]]]:

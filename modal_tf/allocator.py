@@ -25,10 +25,10 @@ MIB = 1 << 20
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_THRESHOLD = -3
 INT_MAX = (1 << 31) - 1
+MMAP_THRESHOLD, TRIM_THRESHOLD = 256 * MIB, 1024 * MIB  # the defaults, as measured in benchmarks/allocator.py
 OLD_GLIBC_CAP = 32 * MIB  # older glibc refuses a larger M_MMAP_THRESHOLD on 64-bit (HEAP_MAX_SIZE / 2)
 
-_requested: tuple[int, int] | None = None  # the arguments of the call that took effect in this process
-_applied: tuple[int, int] | None = None  # (mmap_threshold, trim_threshold) as glibc took them
+_applied: tuple[int, int] | None = None  # (mmap_threshold, trim_threshold) as glibc took them, once set
 
 
 def has_glibc_malloc() -> bool:
@@ -39,7 +39,7 @@ def has_glibc_malloc() -> bool:
     return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" and not other
 
 
-def keep_freed_memory(mmap_threshold: int = 256 * MIB, trim_threshold: int = 1024 * MIB) -> bool:
+def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Have glibc reuse freed tensor memory instead of returning it to the kernel; process-wide.
 
     Args:
@@ -49,17 +49,15 @@ def keep_freed_memory(mmap_threshold: int = 256 * MIB, trim_threshold: int = 102
         trim_threshold: Free memory at the top of the heap is returned to the kernel only beyond this many bytes.
 
     Returns:
-        ``True`` when the setting is in force (now or from an earlier call), ``False`` where another allocator
-        serves ``malloc`` or glibc refused the values; then nothing changed.
+        ``True`` when the setting is in force, ``False`` where another allocator serves ``malloc`` or glibc refused
+        the values; then nothing changed. Calling it again re-applies (two ``mallopt`` calls, harmless).
     """
-    global _applied, _requested
+    global _applied
     for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int number of bytes, got {type(value).__name__} {value!r}")
         if not 0 < value <= INT_MAX:
             raise ValueError(f"{name} must be in [1, {INT_MAX}] bytes (mallopt takes a C int), got {value}")
-    if _requested == (mmap_threshold, trim_threshold):
-        return True
     if not has_glibc_malloc():
         return False
     libc = ctypes.CDLL(None)  # the running process's own symbols, glibc's mallopt among them
@@ -68,7 +66,7 @@ def keep_freed_memory(mmap_threshold: int = 256 * MIB, trim_threshold: int = 102
         accepted = OLD_GLIBC_CAP
     if not accepted or not libc.mallopt(M_TRIM_THRESHOLD, trim_threshold):
         return False
-    _requested, _applied = (mmap_threshold, trim_threshold), (accepted, trim_threshold)
+    _applied = (accepted, trim_threshold)
     return True
 
 

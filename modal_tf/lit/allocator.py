@@ -8,12 +8,14 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from modal_tf.allocator import MIB, allocator_state, keep_freed_memory
+from modal_tf.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, allocator_state, keep_freed_memory
 
 OPT_OUT = "MODAL_TF_SYSTEM_MALLOC"  # set to 1 to keep the system allocator's default behaviour
 
 
-def keep_freed_memory_for(device_type: str, mmap_threshold: int = 256 * MIB, trim_threshold: int = 1024 * MIB) -> bool:
+def keep_freed_memory_for(
+    device_type: str, mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD
+) -> bool:
     """``keep_freed_memory`` for a run on ``device_type``: only on ``"cpu"`` and unless ``MODAL_TF_SYSTEM_MALLOC``
     is set to anything but ``0``. Returns whether the setting is in force."""
     if device_type != "cpu" or os.environ.get(OPT_OUT, "") not in ("", "0"):
@@ -29,7 +31,7 @@ class KeepFreedMemory(Callback):
     and what it saves; the thresholds are ``keep_freed_memory``'s.
     """
 
-    def __init__(self, mmap_threshold: int = 256 * MIB, trim_threshold: int = 1024 * MIB) -> None:
+    def __init__(self, mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> None:
         self.mmap_threshold, self.trim_threshold = mmap_threshold, trim_threshold
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
