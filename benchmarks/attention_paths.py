@@ -36,7 +36,7 @@ from common import (
     seconds,
     write_section,
 )
-from core import train_steps
+from core import adamw, train_steps
 from peers import IdTokenizer, Shape, as_batch, core_config
 
 from modal_tf.core import explicit_attention as explicit
@@ -66,7 +66,7 @@ def step_seconds(length: int, fp32_explicit: bool) -> Callable[[], float]:
     shape = Shape(seq=length)
     model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab))
     forward = lambda ids: model({}, as_batch(ids))  # noqa: E731
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    opt = adamw(model)
     ids = torch.randint(0, shape.vocab, (TOKENS // length, length), generator=torch.Generator().manual_seed(0))
     shipped = explicit.uses_explicit
 

@@ -30,7 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a record of resource use)
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
-SECTIONS = ("core", "attention", "allocator", "generation", "vision", "scaling", "data", "tokenizer_bpe", "actions")
+SECTIONS = (
+    "core", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data", "tokenizer_bpe",
+    "actions",
+)  # fmt: skip
 HEADER = """# Benchmarks
 
 Measured by `make bench` (or each script alone) on the machine named in each section. Contenders run in one

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_allocator_flag, apply_allocator, command_line, heading, median, seconds, write_section
-from core import flops_per_token
+from core import adamw, flops_per_token
 from peers import IdTokenizer, Shape, as_batch, core_config
 
 from modal_tf.core.explicit_attention import uses_explicit
@@ -65,7 +65,7 @@ def measure_one(args: argparse.Namespace) -> dict[str, float]:
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, length)
     torch.manual_seed(0)
     model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    opt = adamw(model)
     ids = torch.randint(0, shape.vocab, (1, length), generator=torch.Generator().manual_seed(0)).to(device)
     batch = as_batch(ids)
     bf16 = args.dtype == "bf16"

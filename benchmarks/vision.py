@@ -41,6 +41,7 @@ from common import (
     seconds,
     write_section,
 )
+from core import adamw
 
 from modal_tf.core import TransformerConfig
 from modal_tf.models import EncoderOnly
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     patches = tokenized()
     pixels = images.to(device)
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4, foreach=True) for name, m in models.items()}
+    optimizers = {name: adamw(m) for name, m in models.items()}
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
 
     forwards: dict[str, tuple[str, Callable[[], Tensor]]] = {

@@ -283,7 +283,14 @@ class ModalModule(pl.LightningModule):
         return self.generate_batch(batch)
 
     def configure_optimizers(self) -> Any:
-        """AdamW without decay on norms/biases/embeddings; per-step warm-up + cosine."""
+        """AdamW without decay on norms/biases/embeddings; per-step warm-up + cosine.
+
+        Fused AdamW where it applies, except under a gradient scaler (fp16 AMP): its step unscales gradients itself,
+        so Lightning's clipping would see them scaled (and refuses to run).
+        """
         total = int(self.trainer.estimated_stepping_batches)
-        optimizer, schedule = build_optimizer(self._net(), self.optimizer_config, max(1, total))
+        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        optimizer, schedule = build_optimizer(
+            self._net(), self.optimizer_config, max(1, total), fused=False if scaled else None
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,8 +1,16 @@
-"""AdamW with decoupled weight decay on matrices only, and a warm-up + cosine schedule."""
+"""AdamW with decoupled weight decay on matrices only, and a warm-up + cosine schedule.
+
+The optimizer is torch's fused AdamW (one kernel per parameter group) wherever it applies: every trainable
+parameter a floating tensor on CPU or CUDA. ``benchmarks/optimizer.py`` measures its step against the
+``foreach`` one. Elsewhere, and whenever a gradient scaler is in play (fp16 AMP on CUDA), it is ``foreach``: a
+fused step unscales gradients itself, after Lightning's gradient clipping would have needed them unscaled, and
+Lightning refuses clipping with it.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +59,21 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, ob
     return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
 
 
+# Device types torch's fused AdamW kernel serves that this library runs on and tests; others get ``foreach``.
+FUSED_DEVICE_TYPES = frozenset({"cpu", "cuda"})
+
+
+def fused_adamw_applies(parameters: Iterable[torch.Tensor]) -> bool:
+    """Whether torch's fused AdamW can step all of ``parameters``: floating tensors on a ``FUSED_DEVICE_TYPES``
+    device (``False`` for an empty iterable)."""
+    seen = False
+    for parameter in parameters:
+        seen = True
+        if parameter.device.type not in FUSED_DEVICE_TYPES or not parameter.is_floating_point():
+            return False
+    return seen
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, then cosine to ``min_lr_ratio``."""
     if step < warmup_steps:
@@ -60,12 +83,31 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
 
 
 def build_optimizer(
-    model: nn.Module, config: OptimizerConfig, total_steps: int
+    model: nn.Module, config: OptimizerConfig, total_steps: int, *, fused: bool | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (foreach) and its per-step LambdaLR schedule."""
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, foreach=True
-    )
+    """AdamW and its per-step LambdaLR schedule.
+
+    Args:
+        model: The network; its trainable parameters are split by ``parameter_groups``.
+        config: Learning rate, decay, betas and schedule.
+        total_steps: Optimizer steps of the whole run (the cosine's length).
+        fused: ``None`` picks the fused kernel when ``fused_adamw_applies`` to the parameters, else ``foreach``;
+            ``False`` forces ``foreach`` (the caller knows a gradient scaler is in play); ``True`` demands fused.
+
+    Raises:
+        ValueError: ``fused=True`` for parameters the fused kernel cannot step.
+    """
+    groups = parameter_groups(model, config.weight_decay)
+    parameters = [parameter for group in groups for parameter in group["params"]]  # type: ignore[attr-defined]
+    applies = fused_adamw_applies(parameters)
+    if fused and not applies:
+        kinds = sorted({f"{p.device.type}/{p.dtype}" for p in parameters}) or ["no trainable parameters"]
+        raise ValueError(
+            f"fused=True needs floating parameters on {sorted(FUSED_DEVICE_TYPES)}, got {', '.join(kinds)}"
+        )
+    use_fused = applies if fused is None else fused
+    kernel: dict[str, bool] = {"fused": True} if use_fused else {"foreach": True}
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **kernel)
     warmup = min(config.warmup_steps, max(0, total_steps // 2))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, warmup, total_steps, config.min_lr_ratio)
