@@ -69,46 +69,49 @@ def train_steps(
 
 def adamw(model: nn.Module) -> torch.optim.Optimizer:
     """Every contender's optimizer: AdamW with the kernel ``modal_tf.lit.optim.build_optimizer`` would pick."""
-    kernel = {"fused": True} if fused_adamw_applies(model.parameters()) else {"foreach": True}
-    return torch.optim.AdamW(model.parameters(), lr=1e-4, **kernel)
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    kernel = {"fused": True} if fused_adamw_applies(parameters) else {"foreach": True}
+    return torch.optim.AdamW(parameters, lr=1e-4, **kernel)
 
 
 def step_gemm_flops(shape: Shape, batch: int, dtype: torch.dtype, device: torch.device) -> Callable[[], float]:
-    """FLOP/s of the matrix products one training step of ``shape`` must do, each once at its real shape.
+    """FLOP/s of the matrix products one training step of ``shape`` must do, all of them, at their real shapes.
 
     Per linear layer (B T x in) @ (in x out): forward, input gradient and weight gradient; per layer's attention
     the two products of the forward and the four of the backward at the full (T, T) square, which is what the
     MFU formula counts (``training_flops_per_token``). The products at d 256 are smaller than the 1024^3
     reference, so they run slower: their rate over the reference is the MFU a step doing nothing but its GEMMs
-    would reach.
+    would reach. The products are the same whether the model is causal or not. Our causal attention skips the
+    blocks above the diagonal (``core/explicit_attention.py``) that the formula still credits, so against this
+    ceiling ours looks a few points better than the work it does.
     """
-    n, d, t = batch * shape.seq, shape.dim, shape.seq
+    tokens, dim, length, head_dim = batch * shape.seq, shape.dim, shape.seq, shape.dim // shape.heads
     rows = batch * shape.heads  # attention runs as (B H) independent (T, Dh) problems
 
-    def r(*size: int) -> Tensor:
+    def random(*size: int) -> Tensor:
         return torch.randn(*size, device=device).to(dtype)
 
-    products: list[tuple[int, float, Callable[[], Tensor]]] = []  # (count per step, FLOPs, one call)
-    for n_in, n_out, count in ((d, 3 * d, shape.depth), (d, d, shape.depth), (d, 4 * d, shape.depth),
-                               (4 * d, d, shape.depth), (d, shape.vocab, 1)):  # fmt: skip
-        x, w, g = r(n, n_in), r(n_out, n_in), r(n, n_out)
-        flops = 2.0 * n * n_in * n_out
-        products += [
-            (count, flops, partial(torch.mm, x, w.t())),  # forward
-            (count, flops, partial(torch.mm, g, w)),  # input gradient
-            (count, flops, partial(torch.mm, g.t(), x)),  # weight gradient
-        ]
-    q, scores = r(rows, t, d // shape.heads), r(rows, t, t)
-    square = 2.0 * rows * t * t * (d // shape.heads)
-    products += [(2 * shape.depth, square, partial(torch.bmm, q, q.transpose(1, 2)))]  # Q K^T, dP = dO V^T
-    products += [(4 * shape.depth, square, partial(torch.bmm, scores, q))]  # P V, dV, dQ, dK
+    products: list[Callable[[], Tensor]] = []
+    total_flops = 0.0
+    for n_in, n_out, count in ((dim, 3 * dim, shape.depth), (dim, dim, shape.depth), (dim, 4 * dim, shape.depth),
+                               (4 * dim, dim, shape.depth), (dim, shape.vocab, 1)):  # fmt: skip
+        x, w, g = random(tokens, n_in), random(n_out, n_in), random(tokens, n_out)
+        # forward, input gradient, weight gradient
+        products += count * [partial(torch.mm, x, w.t()), partial(torch.mm, g, w), partial(torch.mm, g.t(), x)]
+        total_flops += count * 3 * 2.0 * tokens * n_in * n_out
+    q, scores = random(rows, length, head_dim), random(rows, length, length)  # (B H, T, Dh), (B H, T, T)
+    products += shape.depth * [
+        partial(torch.bmm, q, q.transpose(1, 2)),  # Q K^T
+        partial(torch.bmm, q, q.transpose(1, 2)),  # dP = dO V^T
+        partial(torch.bmm, scores, q),  # P V
+        partial(torch.bmm, scores.transpose(1, 2), q),  # dV = P^T dO
+        partial(torch.bmm, scores, q),  # dQ = dS K
+        partial(torch.bmm, scores.transpose(1, 2), q),  # dK = dS^T Q
+    ]
+    total_flops += shape.depth * 6 * 2.0 * rows * length * length * head_dim
 
     def run() -> float:
-        total_flops = total_seconds = 0.0
-        for count, flops, call in products:
-            total_seconds += count * seconds(call, device)
-            total_flops += count * flops
-        return total_flops / total_seconds
+        return total_flops / seconds(lambda: [call() for call in products], device)  # one sync for all of them
 
     run()  # first calls pick kernels
     return run
@@ -182,8 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             timed[GEMM] = partial(gemm_flops, gemm_dtype, device)
             timed[CEILING] = step_gemm_flops(shape, args.batch, gemm_dtype, device)
             rates = interleave(timed, args.rounds, args.warmup)
-            gemm = median(rates.pop(GEMM))
-            ceiling = median(rates.pop(CEILING)) / gemm
+            gemm_rates = rates.pop(GEMM)
+            gemm = median(gemm_rates)
+            ceiling_rates = rates.pop(CEILING)
+            ceiling = paired_ratio(ceiling_rates, gemm_rates)
+            of_ceiling = paired_ratio([rate * work for rate in rates["ours"]], ceiling_rates)
             med = {name: median(r) for name, r in rates.items()}
             paired = {name: paired_ratio(rates["ours"], rates[name]) for name in models}
             for name in models:
@@ -206,8 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{'ok' if ratio >= target * tolerance else 'BELOW TARGET'}; ours at {mfu:.0%} of the GEMM reference "
                 f"({gemm / 1e9:.0f} GFLOP/s, median of {args.rounds} interleaved rounds)"
                 + (f" (target >= {GEMM_TARGET:.0%})" if dtype == "fp32" else "")
-                + f"; the step's own GEMMs alone run at {ceiling:.0%} of it (the ceiling at this shape), so ours "
-                f"reaches {mfu / ceiling:.0%} of the ceiling"
+                + f"; the step's own GEMMs alone run at {median(ceiling_rates) / 1e9:.0f} GFLOP/s, {ceiling:.0%} of it "
+                f"(paired): the ceiling at this shape, of which ours reaches {of_ceiling:.0%} (paired)"
             )
         spread = (max(params.values()) - min(params.values())) / max(params.values())
         verdicts.append(f"{mode}: parameter counts differ by at most {spread:.1%}")

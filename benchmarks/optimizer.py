@@ -46,6 +46,7 @@ KERNELS: dict[str, dict[str, bool]] = {
 
 
 def decoder(shape: Shape) -> nn.Module:
+    """core.py's decoder at ``shape``, from the same seed every call."""
     torch.manual_seed(0)
     return DecoderOnly(core_config(shape), IdTokenizer(shape.vocab))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,7 +13,7 @@ from torch import nn
 
 from modal_tf.core import TransformerConfig
 from modal_tf.lit import ModalModule, OptimizerConfig
-from modal_tf.lit.optim import build_optimizer, fused_adamw_applies, parameter_groups, warmup_cosine
+from modal_tf.lit.optim import build_optimizer, fused_adamw_applies, no_decay_ids, parameter_groups, warmup_cosine
 
 
 def small_model() -> nn.Module:
@@ -28,6 +27,27 @@ def test_only_matrices_decay() -> None:
     assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(model[2].weight), id(model[4].weight)}  # type: ignore[attr-defined]
     assert len(keep["params"]) == 5  # type: ignore[arg-type]  # embedding, norm weight + bias, two biases
+
+
+def test_the_decay_split_taken_before_sharding_survives_flattened_parameters() -> None:
+    model = small_model()
+    before = no_decay_ids(model)
+    expected = [[id(p) for p in group["params"]] for group in parameter_groups(model, 0.1)]  # type: ignore[attr-defined]
+    for parameter in model.parameters():
+        parameter.data = parameter.data.flatten()  # what FSDP's use_orig_params does: 1-D views of the shard
+    kept = [[id(p) for p in group["params"]] for group in parameter_groups(model, 0.1, before)]  # type: ignore[attr-defined]
+    assert kept == expected
+    assert parameter_groups(model, 0.1)[0]["params"] == []  # read from the flattened shapes, nothing would decay
+
+
+def test_frozen_parameters_are_left_out_and_do_not_block_the_fused_kernel() -> None:
+    model = small_model()
+    model[2].register_parameter("counts", nn.Parameter(torch.zeros(3, dtype=torch.long), requires_grad=False))
+    model[4].weight.requires_grad_(False)
+    optimizer, _ = build_optimizer(model, OptimizerConfig(), total_steps=10)
+    stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert id(model[4].weight) not in stepped and id(model[2].counts) not in stepped
+    assert optimizer.param_groups[0]["fused"]
 
 
 def test_warmup_then_cosine_to_the_floor() -> None:
@@ -66,26 +86,33 @@ def test_fused_applies_only_to_floating_parameters_on_cpu_or_cuda() -> None:
 
 
 def test_demanding_fused_where_it_cannot_run_names_what_came() -> None:
-    model = copy.deepcopy(small_model()).to("meta")
+    model = small_model().to("meta")
     with pytest.raises(ValueError, match=r"fused=True needs floating parameters on \['cpu', 'cuda'\], got meta/"):
         build_optimizer(model, OptimizerConfig(), total_steps=10, fused=True)
 
 
-def kernel_used_in_fit(tmp_path: Path, **trainer_options: object) -> dict[str, bool]:
+def kernel_used_in_fit(
+    tmp_path: Path, steps: int = 1, resume: Path | None = None, save: Path | None = None, **trainer_options: object
+) -> dict[str, bool]:
+    """The kernel flags of every parameter group as training starts (after any checkpoint is restored)."""
     seen: dict[str, bool] = {}
 
     class Spy(pl.Callback):
         def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            defaults = trainer.optimizers[0].defaults
-            seen.update(fused=bool(defaults["fused"]), foreach=bool(defaults["foreach"]))
+            for group in trainer.optimizers[0].param_groups:  # the step reads the groups' flags, not defaults
+                for flag in ("fused", "foreach"):
+                    assert seen.setdefault(flag, bool(group[flag])) == bool(group[flag])
 
     config = TransformerConfig(dim=16, depth=1, num_heads=2)
     trainer = pl.Trainer(
-        max_steps=1, callbacks=[Spy()], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_steps=steps, callbacks=[Spy()], logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu", limit_val_batches=0,
         **trainer_options,  # type: ignore[arg-type]
     )  # fmt: skip
-    trainer.fit(ModalModule(shape="decoder_only", transformer=config), datamodule=ReverseWords(batch_size=4))
+    module = ModalModule(shape="decoder_only", transformer=config)
+    trainer.fit(module, datamodule=ReverseWords(batch_size=4), ckpt_path=resume)
+    if save is not None:
+        trainer.save_checkpoint(save)
     return seen
 
 
@@ -97,3 +124,9 @@ def test_a_gradient_scaler_gets_foreach_so_clipping_sees_unscaled_gradients(tmp_
     scaled = MixedPrecision("16-mixed", "cpu")  # carries a GradScaler, as fp16 AMP on CUDA does
     used = kernel_used_in_fit(tmp_path, plugins=[scaled], gradient_clip_val=1.0)
     assert used == {"fused": False, "foreach": True}
+
+
+def test_a_run_resumed_from_a_foreach_checkpoint_keeps_foreach(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "foreach.ckpt"
+    kernel_used_in_fit(tmp_path, save=checkpoint, plugins=[MixedPrecision("16-mixed", "cpu")])
+    assert kernel_used_in_fit(tmp_path, steps=2, resume=checkpoint) == {"fused": False, "foreach": True}

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from modal_tf.datamodules.prefetch import PrefetchingLoader
 from modal_tf.datamodules.resume import EpochSampler, ResumableLoader
 from modal_tf.task import TaskSpec
 from modal_tf.tokenizers import DiscreteTokenizer, Tokenizer
@@ -145,7 +146,7 @@ class ModalDataModule(pl.LightningDataModule):
             "persistent_workers": self.num_workers > 0,
         }
         if not shuffle:
-            return DataLoader(dataset, **options)
+            return PrefetchingLoader(dataset, **options)
         tag_epoch = bool(getattr(dataset, "epoch_tagged", False))  # it reads epoch * len + index keys
         sampler = EpochSampler(len(dataset), self.seed, tag_epoch=tag_epoch)  # type: ignore[arg-type]
         return ResumableLoader(dataset, sampler=sampler, batches_done=self._batches_trained, **options)

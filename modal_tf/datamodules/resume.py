@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
+
+from modal_tf.datamodules.prefetch import PrefetchingLoader
 
 
 class EpochSampler(Sampler[int]):
@@ -69,8 +71,8 @@ class _SkipBatches:
         yield from itertools.islice(iter(self.batch_sampler), self.skip(len(self.batch_sampler)), None)
 
 
-class ResumableLoader(DataLoader[Any]):
-    """A DataLoader that resumes mid-epoch.
+class ResumableLoader(PrefetchingLoader):
+    """A DataLoader that resumes mid-epoch (and receives worker batches on a thread, ``PrefetchingLoader``).
 
     Args:
         *args: DataLoader arguments (its sampler should order by ``(seed, epoch)``, e.g. ``EpochSampler``).

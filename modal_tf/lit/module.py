@@ -22,7 +22,7 @@ from modal_tf.checkpoints import load_checkpoint_file
 from modal_tf.core import TransformerConfig
 from modal_tf.datamodules.base import ModalDataModule
 from modal_tf.datamodules.resume import step_seed
-from modal_tf.lit.optim import OptimizerConfig, build_optimizer
+from modal_tf.lit.optim import OptimizerConfig, build_optimizer, no_decay_ids
 from modal_tf.models import SHAPES, EncoderChunk, GenerationConfig, build_model, next_token_loss, shift_target
 from modal_tf.task import TaskSpec
 
@@ -119,6 +119,7 @@ class ModalModule(pl.LightningModule):
         )
         self.task: TaskSpec | None = None
         self.net: nn.Module | None = None
+        self.no_decay: frozenset[int] | None = None  # ids of parameters AdamW leaves undecayed, set with the net
 
     # ----- building -------------------------------------------------------------------------------------------
     def configure_task(self, task: TaskSpec) -> None:
@@ -138,6 +139,7 @@ class ModalModule(pl.LightningModule):
             self.num_slots,
             self.timm_stem,
         )
+        self.no_decay = no_decay_ids(self.net)  # now, while the shapes are the real ones (FSDP flattens them)
         if task.kind == "classify":
             for stage in ("train", "val", "test"):
                 metric = torchmetrics.Accuracy(task="multiclass", num_classes=len(task.class_names))
@@ -285,12 +287,12 @@ class ModalModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """AdamW without decay on norms/biases/embeddings; per-step warm-up + cosine.
 
-        Fused AdamW where it applies, except under a gradient scaler (fp16 AMP): its step unscales gradients itself,
-        so Lightning's clipping would see them scaled (and refuses to run).
+        Fused AdamW where it applies, except under a gradient scaler (fp16 AMP): its step unscales the gradients
+        inside the step, so clipping and hooks before it would see them scaled.
         """
         total = int(self.trainer.estimated_stepping_batches)
         scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
         optimizer, schedule = build_optimizer(
-            self._net(), self.optimizer_config, max(1, total), fused=False if scaled else None
+            self._net(), self.optimizer_config, max(1, total), fused=False if scaled else None, no_decay=self.no_decay
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

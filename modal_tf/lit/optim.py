@@ -3,14 +3,19 @@
 The optimizer is torch's fused AdamW (one kernel per parameter group) wherever it applies: every trainable
 parameter a floating tensor on CPU or CUDA. ``benchmarks/optimizer.py`` measures its step against the
 ``foreach`` one. Elsewhere, and whenever a gradient scaler is in play (fp16 AMP on CUDA), it is ``foreach``: a
-fused step unscales gradients itself, after Lightning's gradient clipping would have needed them unscaled, and
-Lightning refuses clipping with it.
+fused step unscales the gradients inside the step, so clipping and every hook before it would see them scaled
+(Lightning refuses clipping with such an optimizer under AMP). A run resumed from a checkpoint keeps the kernel
+the checkpoint was saved with: torch's ``load_state_dict`` restores each group's ``fused``/``foreach`` flags.
+
+Which parameters decay is decided from their shapes (``no_decay_ids``), so the training layer decides when it
+builds the network, before a strategy wraps it: FSDP (``use_orig_params``) turns every parameter into a 1-D view
+of its shard.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -46,16 +51,38 @@ class OptimizerConfig:
             raise ValueError(f"optimizer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    """Two AdamW groups: matrices decay; norms, biases and embedding tables do not."""
-    no_decay: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, nn.Embedding | nn.LayerNorm | nn.RMSNorm):
-            no_decay.update(id(parameter) for parameter in module.parameters(recurse=False))
+NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm, nn.RMSNorm)  # their parameters never decay, whatever the shape
+
+
+def no_decay_ids(model: nn.Module) -> frozenset[int]:
+    """``id``s of the parameters AdamW must not decay: embedding tables, norm weights, biases and other vectors.
+
+    Read from the parameters' shapes: take it before a strategy reshapes them (FSDP's 1-D shard views).
+    """
+    exempt = {
+        id(parameter)
+        for module in model.modules()
+        if isinstance(module, NO_DECAY_MODULES)
+        for parameter in module.parameters(recurse=False)
+    }
+    return frozenset(exempt | {id(parameter) for parameter in model.parameters() if parameter.dim() < 2})
+
+
+def parameter_groups(
+    model: nn.Module, weight_decay: float, no_decay: Collection[int] | None = None
+) -> list[dict[str, object]]:
+    """Two AdamW groups of the trainable parameters: matrices decay; norms, biases and embedding tables do not.
+
+    Args:
+        model: The network (tied weights are listed once).
+        weight_decay: The first group's decay.
+        no_decay: ``no_decay_ids`` of ``model`` taken before it was wrapped or sharded; ``None`` takes it now.
+    """
+    exempt = no_decay_ids(model) if no_decay is None else no_decay
     decay: list[nn.Parameter] = []
     keep: list[nn.Parameter] = []
     for parameter in {id(p): p for p in model.parameters() if p.requires_grad}.values():  # tied weights once
-        (keep if id(parameter) in no_decay or parameter.dim() < 2 else decay).append(parameter)
+        (keep if id(parameter) in exempt else decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
 
 
@@ -64,8 +91,10 @@ FUSED_DEVICE_TYPES = frozenset({"cpu", "cuda"})
 
 
 def fused_adamw_applies(parameters: Iterable[torch.Tensor]) -> bool:
-    """Whether torch's fused AdamW can step all of ``parameters``: floating tensors on a ``FUSED_DEVICE_TYPES``
-    device (``False`` for an empty iterable)."""
+    """Whether torch's fused AdamW can step every one of ``parameters`` (``False`` for none).
+
+    It can when each is a floating tensor on a ``FUSED_DEVICE_TYPES`` device.
+    """
     seen = False
     for parameter in parameters:
         seen = True
@@ -83,7 +112,12 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
 
 
 def build_optimizer(
-    model: nn.Module, config: OptimizerConfig, total_steps: int, *, fused: bool | None = None
+    model: nn.Module,
+    config: OptimizerConfig,
+    total_steps: int,
+    *,
+    fused: bool | None = None,
+    no_decay: Collection[int] | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and its per-step LambdaLR schedule.
 
@@ -93,15 +127,17 @@ def build_optimizer(
         total_steps: Optimizer steps of the whole run (the cosine's length).
         fused: ``None`` picks the fused kernel when ``fused_adamw_applies`` to the parameters, else ``foreach``;
             ``False`` forces ``foreach`` (the caller knows a gradient scaler is in play); ``True`` demands fused.
+        no_decay: Passed to ``parameter_groups``.
 
     Raises:
         ValueError: ``fused=True`` for parameters the fused kernel cannot step.
     """
-    groups = parameter_groups(model, config.weight_decay)
-    parameters = [parameter for group in groups for parameter in group["params"]]  # type: ignore[attr-defined]
+    groups = parameter_groups(model, config.weight_decay, no_decay)
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     applies = fused_adamw_applies(parameters)
     if fused and not applies:
-        kinds = sorted({f"{p.device.type}/{p.dtype}" for p in parameters}) or ["no trainable parameters"]
+        refused = [p for p in parameters if not fused_adamw_applies([p])]
+        kinds = sorted({f"{p.device.type}/{p.dtype}" for p in refused}) or ["no trainable parameters"]
         raise ValueError(
             f"fused=True needs floating parameters on {sorted(FUSED_DEVICE_TYPES)}, got {', '.join(kinds)}"
         )

@@ -1,0 +1,95 @@
+"""PrefetchingLoader receives worker batches on a thread: same batches, same order, same errors, clean restarts."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from modal_tf.datamodules.prefetch import PrefetchingLoader, ThreadPrefetcher
+
+
+def counting(limit: int, pulled: list[int], fail_at: int | None = None) -> Iterator[int]:
+    for value in range(limit):
+        if value == fail_at:
+            raise KeyError(f"item {value} is broken")
+        pulled.append(value)
+        yield value
+
+
+def test_yields_every_item_in_order_then_stops_for_good() -> None:
+    prefetcher = ThreadPrefetcher(counting(50, []), depth=3)
+    assert list(prefetcher) == list(range(50))
+    with pytest.raises(StopIteration):
+        next(prefetcher)
+
+
+def test_an_error_reaches_the_consumer_after_the_items_before_it() -> None:
+    prefetcher = ThreadPrefetcher(counting(10, [], fail_at=4))
+    assert [next(prefetcher) for _ in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(KeyError, match="item 4 is broken"):
+        next(prefetcher)
+    with pytest.raises(StopIteration):
+        next(prefetcher)
+
+
+def test_close_stops_the_thread_and_it_never_advances_the_iterator_again() -> None:
+    pulled: list[int] = []
+    prefetcher = ThreadPrefetcher(counting(1000, pulled), depth=2)
+    assert next(prefetcher) == 0
+    prefetcher.close()
+    assert not prefetcher._thread.is_alive()
+    after_close = len(pulled)
+    assert after_close <= 1 + 2 + 1  # the one consumed, a full queue, one waiting to be queued
+    with pytest.raises(StopIteration):
+        next(prefetcher)
+    assert len(pulled) == after_close
+
+
+def test_a_dropped_prefetcher_stops_its_thread_and_releases_the_iterator() -> None:
+    pulled: list[int] = []
+    source = counting(1000, pulled)
+    prefetcher = ThreadPrefetcher(source, depth=2)
+    assert next(prefetcher) == 0
+    thread, alive = prefetcher._thread, weakref.ref(source)
+    del prefetcher, source  # what a training loop that stops mid-epoch does with its iterator
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert alive() is None  # nothing holds the iterator (for a DataLoader: its worker processes) any more
+    assert len(pulled) <= 4
+
+
+@pytest.mark.parametrize("depth", [0, -1, 1.5, True])
+def test_depth_must_be_a_positive_int(depth: object) -> None:
+    with pytest.raises(ValueError, match="depth must be an int >= 1, got"):
+        ThreadPrefetcher(iter([]), depth=depth)  # type: ignore[arg-type]
+
+
+class Squares(Dataset[torch.Tensor]):
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.full((3,), float(index * index))
+
+
+def test_worker_batches_match_a_plain_loader_and_a_restart_mid_epoch_is_clean() -> None:
+    plain = [batch.clone() for batch in DataLoader(Squares(), batch_size=5)]
+    loader = PrefetchingLoader(Squares(), batch_size=5, num_workers=1, persistent_workers=True)
+    first = iter(loader)
+    assert isinstance(first, ThreadPrefetcher)
+    assert torch.equal(next(first), plain[0])  # abandon the epoch here, as a step limit does
+    for _ in range(2):  # the persistent workers' one iterator is reset for each new epoch
+        epoch = list(iter(loader))
+        assert len(epoch) == len(plain)
+        assert all(torch.equal(a, b) for a, b in zip(epoch, plain, strict=True))
+
+
+def test_without_workers_there_is_no_thread() -> None:
+    loader = PrefetchingLoader(Squares(), batch_size=5)
+    assert not isinstance(iter(loader), ThreadPrefetcher)
