@@ -31,8 +31,8 @@ Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a r
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
 SECTIONS = (
-    "core", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data", "tokenizer_bpe",
-    "actions",
+    "core", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data", "prefetch",
+    "tokenizer_bpe", "actions",
 )  # fmt: skip
 HEADER = """# Benchmarks
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from modal_tf.datamodules.prefetch import PrefetchingLoader, ThreadPrefetcher
+from modal_tf.datamodules.prefetch import OVERRIDE, PrefetchingLoader, ThreadPrefetcher
 
 
 def counting(limit: int, pulled: list[int], fail_at: int | None = None) -> Iterator[int]:
@@ -80,7 +80,7 @@ class Squares(Dataset[torch.Tensor]):
 
 def test_worker_batches_match_a_plain_loader_and_a_restart_mid_epoch_is_clean() -> None:
     plain = [batch.clone() for batch in DataLoader(Squares(), batch_size=5)]
-    loader = PrefetchingLoader(Squares(), batch_size=5, num_workers=1, persistent_workers=True)
+    loader = PrefetchingLoader(Squares(), batch_size=5, num_workers=1, persistent_workers=True, prefetch_thread=True)
     first = iter(loader)
     assert isinstance(first, ThreadPrefetcher)
     assert torch.equal(next(first), plain[0])  # abandon the epoch here, as a step limit does
@@ -90,6 +90,32 @@ def test_worker_batches_match_a_plain_loader_and_a_restart_mid_epoch_is_clean() 
         assert all(torch.equal(a, b) for a, b in zip(epoch, plain, strict=True))
 
 
-def test_without_workers_there_is_no_thread() -> None:
-    loader = PrefetchingLoader(Squares(), batch_size=5)
-    assert not isinstance(iter(loader), ThreadPrefetcher)
+def test_a_thread_only_when_asked_and_with_workers_unless_the_environment_overrides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked = PrefetchingLoader(Squares(), batch_size=5, num_workers=1, prefetch_thread=True)
+    not_asked = PrefetchingLoader(Squares(), batch_size=5, num_workers=1)
+    assert not isinstance(iter(not_asked), ThreadPrefetcher)
+    assert not isinstance(iter(PrefetchingLoader(Squares(), batch_size=5, prefetch_thread=True)), ThreadPrefetcher)
+    monkeypatch.setenv(OVERRIDE, "0")
+    assert not isinstance(iter(asked), ThreadPrefetcher)
+    assert len(list(asked)) == 5
+    monkeypatch.setenv(OVERRIDE, "1")
+    assert isinstance(iter(not_asked), ThreadPrefetcher)
+    assert len(list(not_asked)) == 5
+
+
+def test_the_audio_data_modules_receive_on_a_thread_and_the_others_do_not() -> None:
+    from helpers import ReverseWords
+
+    from modal_tf.datamodules.audio import KeypadKeys
+
+    spec = {"name": "spectrogram", "sample_rate": 8000, "n_fft": 256, "hop_length": 80, "n_mels": 32, "stack": 2}
+    audio = KeypadKeys(num_train=8, num_eval=4, batch_size=4, num_workers=1, tokenizer=spec)
+    text = ReverseWords(batch_size=4, num_workers=1)
+    for module, threaded in ((audio, True), (text, False)):
+        module.setup("fit")
+        for loader in (module.train_dataloader(), module.val_dataloader()):
+            batches = iter(loader)
+            assert isinstance(batches, ThreadPrefetcher) == threaded
+            assert len(list(batches)) == len(loader)

@@ -85,7 +85,13 @@ class ModalDataModule(pl.LightningDataModule):
         batch_size: Samples per batch.
         num_workers: DataLoader worker processes (0 = encode in the main process).
         seed: Seed of data generation and shuffling.
+
+    Attributes:
+        prefetch_thread: Receive worker batches on a thread of the main process (``datamodules/prefetch.py``);
+            a family turns it on where it measured faster (audio), and an instance may set it.
     """
+
+    prefetch_thread: bool = False
 
     def __init__(self, batch_size: int = 32, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
@@ -144,6 +150,7 @@ class ModalDataModule(pl.LightningDataModule):
             "num_workers": self.num_workers,
             "collate_fn": Collator(self.task),
             "persistent_workers": self.num_workers > 0,
+            "prefetch_thread": self.prefetch_thread,
         }
         if not shuffle:
             return PrefetchingLoader(dataset, **options)

@@ -3,15 +3,19 @@
 A worker hands each tensor of a batch over as shared memory: with torch.multiprocessing's default
 ``file_descriptor`` strategy, one file descriptor per tensor, each fetched over a new connection to the worker's
 resource-sharer thread. Receiving one batch of four tensors took 2-3 ms on the 2-core CPU box, all of it on the
-training loop's path: ~10 % of a 26 ms step of ``audio/encoder_classify_keys``. ``PrefetchingLoader`` receives
-the next batches on a background thread instead; the model's kernels release the GIL, so the receiving overlaps
-the step, and taking a received batch measured 0.2 ms. DataLoader's own ``pin_memory`` thread works the same way,
-but only when there is an accelerator to pin for. Without workers there is nothing to receive (the main process
-makes the batches itself), so no thread is started.
+training loop's path: ~10 % of a 26 ms step of ``audio/encoder_classify_keys``. ``PrefetchingLoader`` can
+receive the next batches on a background thread instead; the model's kernels release the GIL, so the receiving
+overlaps the step, and taking a received batch measured 0.2 ms. It is opt-in, like DataLoader's ``pin_memory``
+thread (which works the same way, but only when there is an accelerator to pin for): the thread's Python work
+still contends with the training loop's for the GIL, and whole runs measured 1.10x faster with it on the audio
+keys recipe (4-tensor batches, 30 ms steps) but 0.94x on ``robot/decoder_bc`` (``benchmarks/prefetch.py``).
+Without workers there is nothing to receive, so no thread is started. ``MODAL_TF_PREFETCH=1`` turns the thread
+on for every loader with workers, ``MODAL_TF_PREFETCH=0`` off for all (how the benchmark compares the two).
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import weakref
@@ -21,6 +25,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 DEPTH = 2  # batches received ahead of the training loop, on top of the workers' own prefetch
+OVERRIDE = "MODAL_TF_PREFETCH"  # "1" / "0": a thread for every loader with workers / for none, whatever it asked
 
 
 def _pull(iterator: Iterator[Any], ready: queue.Queue[tuple[bool, Any]], stop: threading.Event) -> None:
@@ -87,11 +92,18 @@ class ThreadPrefetcher(Iterator[Any]):
         self._thread.join()
 
     def __del__(self) -> None:
-        self._stop.set()  # no join: the thread may be waiting for a worker's batch; it stops right after
+        stop = getattr(self, "_stop", None)  # absent when __init__ refused its arguments
+        if stop is not None:
+            stop.set()  # no join: the thread may be waiting for a worker's batch; it stops right after
 
 
 class PrefetchingLoader(DataLoader[Any]):
-    """A DataLoader whose iterator receives worker batches on a ``ThreadPrefetcher`` (only with ``num_workers``).
+    """A DataLoader whose iterator can receive worker batches on a ``ThreadPrefetcher``.
+
+    Args:
+        *args: DataLoader arguments.
+        prefetch_thread: Receive on a thread (only with ``num_workers``; ``MODAL_TF_PREFETCH`` overrides it).
+        **kwargs: DataLoader keyword arguments.
 
     A new ``iter()`` first stops the previous prefetcher if it is still in use: with persistent workers,
     DataLoader resets and reuses one worker iterator for every epoch, which two threads must never advance at
@@ -100,12 +112,17 @@ class PrefetchingLoader(DataLoader[Any]):
 
     _prefetcher: weakref.ref[ThreadPrefetcher] | None = None
 
+    def __init__(self, *args: Any, prefetch_thread: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prefetch_thread = prefetch_thread
+
     def __iter__(self) -> Any:
         previous = self._prefetcher() if self._prefetcher is not None else None
         if previous is not None:
             previous.close()
         iterator = super().__iter__()
-        if self.num_workers == 0:
+        wanted = {"1": True, "0": False}.get(os.environ.get(OVERRIDE, ""), self.prefetch_thread)
+        if not wanted or self.num_workers == 0:
             return iterator
         prefetcher = ThreadPrefetcher(iterator)
         self._prefetcher = weakref.ref(prefetcher)

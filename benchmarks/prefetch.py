@@ -1,0 +1,107 @@
+"""Worker batches received on a thread (``modal_tf.datamodules.prefetch``) against the training loop's own thread.
+
+Each pair of runs trains one recipe through ``modal-tf fit`` for ``--steps`` steps with
+``modal_tf.lit.DataWaitMonitor``, once with ``MODAL_TF_PREFETCH=1`` (thread) and once with ``=0`` (the workers'
+batches received on the training loop's thread, as DataLoader does), whatever the recipe's DataModule picks,
+in A B B A order
+(fresh processes, same seed). Per run: the mean over the logged windows (the first two dropped) of the step time,
+the data-wait share and their sum per batch (step + wait: what a batch costs the loop). Ratios are paired per
+round; > 1 means the prefetch thread is faster. The audio DataModules turn the thread on, the others leave it
+off, after this comparison.
+
+    OMP_NUM_THREADS=1 python benchmarks/prefetch.py [--recipes audio/encoder_classify_keys] [--steps 300] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, command_line, heading, interleave, median, round_ratios, write_section
+
+from modal_tf.datamodules.prefetch import OVERRIDE
+from recipes import CLI
+
+SIDES = {"thread": "1", "loop": "0"}  # the value of MODAL_TF_PREFETCH per side
+
+
+def fit(recipe: str, steps: int, scratch: str, prefetch: str) -> dict[str, float]:
+    """One ``modal-tf fit`` of ``steps`` steps without validation: mean step ms, wait share and step + wait ms."""
+    folder = tempfile.mkdtemp(dir=scratch)
+    command = [
+        CLI, "fit", f"--config=recipes/{recipe}.yaml", f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1",
+        "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
+        "--trainer.callbacks+=modal_tf.lit.DataWaitMonitor", f"--trainer.logger.init_args.save_dir={folder}",
+        "--trainer.logger.init_args.name=run", "--trainer.log_every_n_steps=10",
+    ]  # fmt: skip
+    env = {**os.environ, OVERRIDE: prefetch, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
+    with (Path(folder) / "run" / "metrics.csv").open() as stream:
+        windows = [row for row in csv.DictReader(stream) if row.get("perf/step_seconds")][2:]
+    if not windows:
+        raise SystemExit(f"{recipe}: fewer than 3 logged windows in {steps} steps; raise --steps")
+    step = [float(row["perf/step_seconds"]) for row in windows]
+    share = [float(row["perf/data_wait_share"]) for row in windows]
+    return {
+        "step": 1e3 * sum(step) / len(step),
+        "share": sum(share) / len(share),
+        "total": 1e3 * sum(s / (1 - w) for s, w in zip(step, share, strict=True)) / len(step),
+    }
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipes", nargs="+", default=["audio/encoder_classify_keys", "robot/decoder_bc"])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=4, help="runs per side, in A B B A order")
+    p.add_argument("--write", action="store_true", help="replace the 'prefetch' section of BENCHMARKS.md")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    lines = heading(
+        "Worker batches received on a prefetch thread",
+        command_line("prefetch.py", argv),
+        f"{args.steps} training steps per run through the CLI (recipe DataLoader settings, no validation), "
+        f"{args.rounds} runs per side in A B B A order; means over logged windows of 10 steps, first two dropped",
+        allocator=False,
+    )
+    lines += [
+        "",
+        "| recipe | side | step ms | data wait share | step + wait ms | thread speed-up (paired) | per round |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        for recipe in args.recipes:
+            runs = interleave(
+                {side: partial(fit, recipe, args.steps, scratch, value) for side, value in SIDES.items()},
+                args.rounds,
+                warmup=0,
+                alternate=True,
+            )
+            ratios = round_ratios([r["total"] for r in runs["loop"]], [r["total"] for r in runs["thread"]])
+            for side, measured in runs.items():
+                cells = [median([r[key] for r in measured]) for key in ("step", "share", "total")]
+                speed = f"{median(ratios):.3f}x | {min(ratios):.2f} - {max(ratios):.2f}" if side == "thread" else " | "
+                lines.append(f"| {recipe} | {side} | {cells[0]:.1f} | {cells[1]:.1%} | {cells[2]:.1f} | {speed} |")
+                print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        print(f"wrote {write_section('prefetch', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
