@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 
@@ -10,6 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from modal_tf.datamodules import prefetch
 from modal_tf.datamodules.prefetch import OVERRIDE, PrefetchingLoader, ThreadPrefetcher
 
 
@@ -62,6 +65,35 @@ def test_a_dropped_prefetcher_stops_its_thread_and_releases_the_iterator() -> No
     assert not thread.is_alive()
     assert alive() is None  # nothing holds the iterator (for a DataLoader: its worker processes) any more
     assert len(pulled) <= 4
+
+
+def test_threads_still_running_at_exit_are_stopped_and_joined() -> None:
+    prefetchers = [ThreadPrefetcher(counting(1000, []), depth=1) for _ in range(3)]
+    threads = [prefetcher._thread for prefetcher in prefetchers]
+    assert all(thread.is_alive() for thread in threads)
+    prefetch._stop_all()  # what atexit runs before the interpreter finalizes
+    assert not any(thread.is_alive() for thread in threads)
+    assert not prefetch._LIVE
+
+
+def test_a_process_that_exits_mid_epoch_exits_cleanly() -> None:
+    script = """
+import torch
+from torch.utils.data import Dataset
+from modal_tf.datamodules.prefetch import PrefetchingLoader
+
+class Frames(Dataset):
+    def __len__(self): return 1000
+    def __getitem__(self, index): return torch.full((64, 64), float(index))
+
+loader = PrefetchingLoader(Frames(), batch_size=8, num_workers=1, persistent_workers=True, prefetch_thread=True)
+batches = iter(loader)
+next(batches)
+print("left mid-epoch")  # the prefetcher is still running when the interpreter finalizes
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "left mid-epoch" in done.stdout
 
 
 @pytest.mark.parametrize("depth", [0, -1, 1.5, True])

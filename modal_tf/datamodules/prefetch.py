@@ -15,6 +15,7 @@ on for every loader with workers, ``MODAL_TF_PREFETCH=0`` off for all (how the b
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import threading
@@ -26,6 +27,24 @@ from torch.utils.data import DataLoader
 
 DEPTH = 2  # batches received ahead of the training loop, on top of the workers' own prefetch
 OVERRIDE = "MODAL_TF_PREFETCH"  # "1" / "0": a thread for every loader with workers / for none, whatever it asked
+
+
+_LIVE: set[tuple[threading.Event, threading.Thread]] = set()  # every running prefetch thread and its stop flag
+
+
+@atexit.register
+def _stop_all(timeout: float = 5.0) -> None:
+    """Stop and join every prefetch thread before the interpreter finalizes.
+
+    A daemon thread still inside torch's C++ code when Python finalizes is unwound by ``pthread_exit`` as it
+    reaches for the GIL, and a ``noexcept`` frame on the way aborts the process ("terminate called without an
+    active exception"), e.g. after ``fit`` stopped mid-epoch and left a prefetcher waiting for its consumer.
+    """
+    running = list(_LIVE)
+    for stop, _ in running:
+        stop.set()
+    for _, thread in running:
+        thread.join(timeout)
 
 
 def _pull(iterator: Iterator[Any], ready: queue.Queue[tuple[bool, Any]], stop: threading.Event) -> None:
@@ -44,14 +63,17 @@ def _pull(iterator: Iterator[Any], ready: queue.Queue[tuple[bool, Any]], stop: t
                 continue
         return False
 
+    entry = (stop, threading.current_thread())
+    _LIVE.add(entry)
     try:
         for item in iterator:
             if not hand_over((True, item)):
                 return
+        hand_over((False, None))
     except BaseException as error:  # re-raised in the consuming thread, traceback and all
         hand_over((False, error))
-        return
-    hand_over((False, None))
+    finally:
+        _LIVE.discard(entry)
 
 
 class ThreadPrefetcher(Iterator[Any]):
