@@ -26,6 +26,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    ab_row,
     add_allocator_flag,
     apply_allocator,
     command_line,
@@ -132,11 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = interleave(
             {"sdpa": step_seconds(length, False), "shipped": step_seconds(length, True)}, args.rounds, alternate=True
         )
-        ratios = round_ratios(steps["sdpa"], steps["shipped"])
-        lines.append(
-            f"| {length} | {median(steps['sdpa']):.3f} | {median(steps['shipped']):.3f} | {median(ratios):.3f}x | "
-            f"{min(ratios):.2f} - {max(ratios):.2f} |"
-        )
+        lines.append(ab_row(str(length), steps["sdpa"], steps["shipped"]))
         print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)

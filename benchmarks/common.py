@@ -134,6 +134,16 @@ def round_ratios(ours: Sequence[float], theirs: Sequence[float]) -> list[float]:
     return [a / b for a, b in zip(ours, theirs, strict=True)]
 
 
+def ab_row(label: str, baseline: Sequence[float], candidate: Sequence[float]) -> str:
+    """A table row ``| label | baseline s | candidate s | speed-up (paired) | range |`` from per-round seconds
+    measured side by side (``interleave``); speed-up > 1 means the candidate is faster."""
+    ratios = round_ratios(baseline, candidate)
+    return (
+        f"| {label} | {median(baseline):.3f} | {median(candidate):.3f} | {median(ratios):.3f}x | "
+        f"{min(ratios):.2f} - {max(ratios):.2f} |"
+    )
+
+
 def gemm_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 1024, repeats: int = 3) -> float:
     """Achieved FLOP/s of ``repeats`` square ``(size, size) @ (size, size)`` matmuls: the machine's practical peak.
 

@@ -23,6 +23,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    ab_row,
     add_allocator_flag,
     apply_allocator,
     command_line,
@@ -124,11 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             step_rounds,
             alternate=True,
         )
-        ratios = round_ratios(steps["foreach"], steps["fused"])
-        lines.append(
-            f"| {dtype} | {median(steps['foreach']):.3f} | {median(steps['fused']):.3f} | {median(ratios):.3f}x | "
-            f"{min(ratios):.2f} - {max(ratios):.2f} |"
-        )
+        lines.append(ab_row(dtype, steps["foreach"], steps["fused"]))
         print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)
