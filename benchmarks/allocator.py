@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command_line, heading, interleave, median, paired_ratio, write_section
 
 from modal_tf.lit.allocator import OPT_OUT
-from recipes import CLI, last_metrics
+from recipes import last_metrics, short_fit
 
 SIDES = {"kept": "0", "system": "1"}  # the value of MODAL_TF_SYSTEM_MALLOC per side
 COLUMNS = ("wall", "user", "sys", "faults", "rss")
@@ -36,11 +36,10 @@ def fit(recipe: str, steps: int, precision: str, scratch: str, system: str) -> d
     """One ``modal-tf fit`` of ``steps`` steps without validation, in a new folder under ``scratch``: its resource
     use and its last training loss."""
     folder = Path(tempfile.mkdtemp(dir=scratch))
-    command = [
-        CLI, "fit", f"--config=recipes/{recipe}.yaml", f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1",
-        "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false", f"--trainer.precision={precision}",
-        f"--trainer.logger.init_args.save_dir={folder}", f"--trainer.log_every_n_steps={min(steps, 20)}",
-    ]  # fmt: skip
+    command = short_fit(
+        f"recipes/{recipe}.yaml", steps, folder, "--trainer.max_epochs=-1", f"--trainer.precision={precision}",
+        f"--trainer.log_every_n_steps={min(steps, 20)}",
+    )  # fmt: skip
     env = {**os.environ, OPT_OUT: system, "HF_HUB_OFFLINE": "1"}
     log = folder / "stderr.log"
     started = time.perf_counter()

@@ -45,7 +45,7 @@ from common import (
 )
 from peers import Forward, Shape, contenders
 
-from modal_tf.lit.optim import fused_adamw_applies
+from modal_tf.lit.optim import adamw_kernel
 
 FP32_TARGET, BF16_TARGET, GEMM_TARGET = 1.0, 1.2, 0.75
 GEMM = "GEMM"  # the interleaved matmul that stands in for peak FLOP/s
@@ -68,10 +68,9 @@ def train_steps(
 
 
 def adamw(model: nn.Module) -> torch.optim.Optimizer:
-    """Every contender's optimizer: AdamW with the kernel ``modal_tf.lit.optim.build_optimizer`` would pick."""
+    """Every contender's optimizer: AdamW with the kernel ``modal_tf.lit.optim.build_optimizer`` picks."""
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    kernel = {"fused": True} if fused_adamw_applies(parameters) else {"foreach": True}
-    return torch.optim.AdamW(parameters, lr=1e-4, **kernel)
+    return torch.optim.AdamW(parameters, lr=1e-4, **adamw_kernel(parameters))
 
 
 def step_gemm_flops(shape: Shape, batch: int, dtype: torch.dtype, device: torch.device) -> Callable[[], float]:

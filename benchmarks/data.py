@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command_line, heading, interleave, median, seconds, write_section
 
 from modal_tf.tokenizers import tokenizer_from_spec
-from recipes import CLI, embedded_recipes, last_metrics
+from recipes import embedded_recipes, last_metrics, short_fit
 
 TARGET = 0.10
 
@@ -92,12 +92,7 @@ def recipe_section(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         for recipe in embedded_recipes():
             name = f"{recipe.parent.name}/{recipe.stem}"
             save_dir = Path(scratch) / recipe.stem
-            command = [
-                CLI, "fit", "--config", str(recipe), f"--trainer.max_steps={args.steps}",
-                "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
-                "--trainer.callbacks+=modal_tf.lit.DataWaitMonitor",
-                f"--trainer.logger.init_args.save_dir={save_dir}", "--trainer.logger.init_args.name=run",
-            ]  # fmt: skip
+            command = short_fit(recipe, args.steps, save_dir, "--trainer.callbacks+=modal_tf.lit.DataWaitMonitor")
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 failure = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command_line, heading, interleave, median, round_ratios, write_section
 
 from modal_tf.datamodules.prefetch import OVERRIDE
-from recipes import CLI
+from recipes import short_fit
 
 SIDES = {"thread": "1", "loop": "0"}  # the value of MODAL_TF_PREFETCH per side
 
@@ -36,12 +36,10 @@ SIDES = {"thread": "1", "loop": "0"}  # the value of MODAL_TF_PREFETCH per side
 def fit(recipe: str, steps: int, scratch: str, prefetch: str) -> dict[str, float]:
     """One ``modal-tf fit`` of ``steps`` steps without validation: mean step ms, wait share and step + wait ms."""
     folder = tempfile.mkdtemp(dir=scratch)
-    command = [
-        CLI, "fit", f"--config=recipes/{recipe}.yaml", f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1",
-        "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
-        "--trainer.callbacks+=modal_tf.lit.DataWaitMonitor", f"--trainer.logger.init_args.save_dir={folder}",
-        "--trainer.logger.init_args.name=run", "--trainer.log_every_n_steps=10",
-    ]  # fmt: skip
+    command = short_fit(
+        f"recipes/{recipe}.yaml", steps, folder, "--trainer.max_epochs=-1",
+        "--trainer.callbacks+=modal_tf.lit.DataWaitMonitor", "--trainer.log_every_n_steps=10",
+    )  # fmt: skip
     env = {**os.environ, OVERRIDE: prefetch, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:

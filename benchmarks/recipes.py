@@ -32,6 +32,16 @@ def embedded_recipes() -> list[Path]:
     return [path for path in sorted((ROOT / "recipes").glob("*/*.yaml")) if not any(r in path.name for r in real_data)]
 
 
+def short_fit(config: Path | str, steps: int, save_dir: Path | str, *options: str) -> list[str]:
+    """The command of a ``modal-tf fit`` of ``config`` for ``steps`` steps, without validation or progress bar,
+    logging to ``save_dir/run/``; ``options`` are further CLI arguments."""
+    return [
+        CLI, "fit", f"--config={config}", f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false", f"--trainer.logger.init_args.save_dir={save_dir}",
+        "--trainer.logger.init_args.name=run", *options,
+    ]  # fmt: skip
+
+
 def run(command: list[str]) -> float:
     """Run a command, echoing it; return its wall time in seconds."""
     print("$", " ".join(command), flush=True)

@@ -1,4 +1,4 @@
-"""Batches from DataLoader workers are received on a thread of the main process, while the model computes.
+"""Batches from DataLoader workers received on a thread of the main process, while the model computes (opt-in).
 
 A worker hands each tensor of a batch over as shared memory: with torch.multiprocessing's default
 ``file_descriptor`` strategy, one file descriptor per tensor, each fetched over a new connection to the worker's

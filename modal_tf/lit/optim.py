@@ -103,6 +103,26 @@ def fused_adamw_applies(parameters: Iterable[torch.Tensor]) -> bool:
     return seen
 
 
+def adamw_kernel(parameters: list[torch.Tensor], fused: bool | None = None) -> dict[str, bool]:
+    """AdamW's kernel keyword for ``parameters``: ``{"fused": True}`` or ``{"foreach": True}``.
+
+    Args:
+        parameters: The trainable parameters the optimizer will step.
+        fused: ``None`` picks fused when ``fused_adamw_applies``; ``False`` forces foreach; ``True`` demands fused.
+
+    Raises:
+        ValueError: ``fused=True`` for parameters the fused kernel cannot step (naming their device/dtype).
+    """
+    applies = fused_adamw_applies(parameters)
+    if fused and not applies:
+        refused = [p for p in parameters if not fused_adamw_applies([p])]
+        kinds = sorted({f"{p.device.type}/{p.dtype}" for p in refused}) or ["no trainable parameters"]
+        raise ValueError(
+            f"fused=True needs floating parameters on {sorted(FUSED_DEVICE_TYPES)}, got {', '.join(kinds)}"
+        )
+    return {"fused": True} if (applies if fused is None else fused) else {"foreach": True}
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, then cosine to ``min_lr_ratio``."""
     if step < warmup_steps:
@@ -133,16 +153,7 @@ def build_optimizer(
         ValueError: ``fused=True`` for parameters the fused kernel cannot step.
     """
     groups = parameter_groups(model, config.weight_decay, no_decay)
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    applies = fused_adamw_applies(parameters)
-    if fused and not applies:
-        refused = [p for p in parameters if not fused_adamw_applies([p])]
-        kinds = sorted({f"{p.device.type}/{p.dtype}" for p in refused}) or ["no trainable parameters"]
-        raise ValueError(
-            f"fused=True needs floating parameters on {sorted(FUSED_DEVICE_TYPES)}, got {', '.join(kinds)}"
-        )
-    use_fused = applies if fused is None else fused
-    kernel: dict[str, bool] = {"fused": True} if use_fused else {"foreach": True}
+    kernel = adamw_kernel([parameter for parameter in model.parameters() if parameter.requires_grad], fused)
     optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **kernel)
     warmup = min(config.warmup_steps, max(0, total_steps // 2))
     schedule = torch.optim.lr_scheduler.LambdaLR(
