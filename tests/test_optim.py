@@ -126,6 +126,13 @@ def test_a_gradient_scaler_gets_foreach_so_clipping_sees_unscaled_gradients(tmp_
     assert used == {"fused": False, "foreach": True}
 
 
+def test_bf16_mixed_with_clipping_trains_on_foreach_and_without_clipping_on_fused(tmp_path: Path) -> None:
+    # Lightning's AMP plugin refuses to clip gradients for an optimizer that unscales in its step, scaler or not
+    clipped = kernel_used_in_fit(tmp_path, precision="bf16-mixed", gradient_clip_val=1.0)
+    assert clipped == {"fused": False, "foreach": True}
+    assert kernel_used_in_fit(tmp_path, precision="bf16-mixed") == {"fused": True, "foreach": False}
+
+
 def test_a_run_resumed_from_a_foreach_checkpoint_keeps_foreach(tmp_path: Path) -> None:
     checkpoint = tmp_path / "foreach.ckpt"
     kernel_used_in_fit(tmp_path, save=checkpoint, plugins=[MixedPrecision("16-mixed", "cpu")])

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 from torchmetrics.text import CharErrorRate
 
@@ -287,12 +288,19 @@ class ModalModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """AdamW without decay on norms/biases/embeddings; per-step warm-up + cosine.
 
-        Fused AdamW where it applies, except under a gradient scaler (fp16 AMP): its step unscales the gradients
-        inside the step, so clipping and hooks before it would see them scaled.
+        Fused AdamW where it applies, except (1) under a gradient scaler (fp16 AMP): its step unscales the gradients
+        inside the step, so clipping and hooks before it would see them scaled; (2) under Lightning's AMP plugin
+        with gradient clipping (bf16-mixed too): the plugin refuses to clip for any optimizer that unscales itself.
         """
         total = int(self.trainer.estimated_stepping_batches)
-        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        plugin = self.trainer.precision_plugin
+        scaled = getattr(plugin, "scaler", None) is not None
+        amp_clipping = isinstance(plugin, MixedPrecision) and bool(self.trainer.gradient_clip_val)
         optimizer, schedule = build_optimizer(
-            self._net(), self.optimizer_config, max(1, total), fused=False if scaled else None, no_decay=self.no_decay
+            self._net(),
+            self.optimizer_config,
+            max(1, total),
+            fused=False if scaled or amp_clipping else None,
+            no_decay=self.no_decay,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -2,10 +2,12 @@
 
 The optimizer is torch's fused AdamW (one kernel per parameter group) wherever it applies: every trainable
 parameter a floating tensor on CPU or CUDA. ``benchmarks/optimizer.py`` measures its step against the
-``foreach`` one. Elsewhere, and whenever a gradient scaler is in play (fp16 AMP on CUDA), it is ``foreach``: a
-fused step unscales the gradients inside the step, so clipping and every hook before it would see them scaled
-(Lightning refuses clipping with such an optimizer under AMP). A run resumed from a checkpoint keeps the kernel
-the checkpoint was saved with: torch's ``load_state_dict`` restores each group's ``fused``/``foreach`` flags.
+``foreach`` one. Elsewhere it is ``foreach``, and ``ModalModule`` asks for ``foreach`` whenever a gradient
+scaler is in play (fp16 AMP on CUDA: a fused step unscales the gradients inside the step, so clipping and every
+hook before it would see them scaled) and whenever Lightning's AMP plugin clips gradients (bf16-mixed included:
+it refuses to clip for an optimizer that unscales in its step, scaler or not). A run resumed from a checkpoint
+keeps the kernel the checkpoint was saved with: torch's ``load_state_dict`` restores each group's ``fused`` and
+``foreach`` flags.
 
 Which parameters decay is decided from their shapes (``no_decay_ids``), so the training layer decides when it
 builds the network, before a strategy wraps it: FSDP (``use_orig_params``) turns every parameter into a 1-D view
