@@ -4,7 +4,8 @@ Each pair of runs trains one recipe through ``modal-tf fit`` for ``--steps`` ste
 ``modal_tf.lit.DataWaitMonitor``, once with ``MODAL_TF_PREFETCH=1`` (thread) and once with ``=0`` (the workers'
 batches received on the training loop's thread, as DataLoader does), whatever the recipe's DataModule picks,
 in A B B A order
-(fresh processes, same seed). Per run: the mean over the logged windows (the first two dropped) of the step time,
+(fresh processes, same seed). ``DataWaitMonitor`` logs its running figures (every step but the first two) each
+50 steps and at the end; per run: the mean of those rows from the third on, of the step time,
 the data-wait share and their sum per batch (step + wait: what a batch costs the loop). Ratios are paired per
 round; > 1 means the prefetch thread is faster. The audio DataModules turn the thread on, the others leave it
 off, after this comparison.
@@ -38,7 +39,7 @@ def fit(recipe: str, steps: int, scratch: str, prefetch: str) -> dict[str, float
     folder = tempfile.mkdtemp(dir=scratch)
     command = short_fit(
         f"recipes/{recipe}.yaml", steps, folder, "--trainer.max_epochs=-1",
-        "--trainer.callbacks+=modal_tf.lit.DataWaitMonitor", "--trainer.log_every_n_steps=10",
+        "--trainer.callbacks+=modal_tf.lit.DataWaitMonitor", "--trainer.log_every_n_steps=10",  # train/loss rows
     )  # fmt: skip
     env = {**os.environ, OVERRIDE: prefetch, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -47,7 +48,7 @@ def fit(recipe: str, steps: int, scratch: str, prefetch: str) -> dict[str, float
     with (Path(folder) / "run" / "metrics.csv").open() as stream:
         windows = [row for row in csv.DictReader(stream) if row.get("perf/step_seconds")][2:]
     if not windows:
-        raise SystemExit(f"{recipe}: fewer than 3 logged windows in {steps} steps; raise --steps")
+        raise SystemExit(f"{recipe}: fewer than 3 DataWaitMonitor rows in {steps} steps (one per 50); raise --steps")
     step = [float(row["perf/step_seconds"]) for row in windows]
     share = [float(row["perf/data_wait_share"]) for row in windows]
     return {
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Worker batches received on a prefetch thread",
         command_line("prefetch.py", argv),
         f"{args.steps} training steps per run through the CLI (recipe DataLoader settings, no validation), "
-        f"{args.rounds} runs per side in A B B A order; means over logged windows of 10 steps, first two dropped",
+        f"{args.rounds} runs per side in A B B A order; means of DataWaitMonitor's running figures (logged every 50 steps and at the end) from the third row on",
         allocator=False,
     )
     lines += [
