@@ -3,9 +3,8 @@
 Each pair of runs trains one recipe through ``modal-tf fit`` for ``--steps`` steps with
 ``modal_tf.lit.DataWaitMonitor``, once with ``MODAL_TF_PREFETCH=1`` (thread) and once with ``=0`` (the workers'
 batches received on the training loop's thread, as DataLoader does), whatever the recipe's DataModule picks,
-in A B B A order
-(fresh processes, same seed). ``DataWaitMonitor`` logs its running figures (every step but the first two) each
-50 steps and at the end; per run: the mean of those rows from the third on, of the step time,
+in A B B A order (fresh processes, same seed). ``DataWaitMonitor`` logs its running figures (every step but the
+first two) each 50 steps and at the end; per run: the mean of those rows from the third on, of the step time,
 the data-wait share and their sum per batch (step + wait: what a batch costs the loop). Ratios are paired per
 round; > 1 means the prefetch thread is faster. The audio DataModules turn the thread on, the others leave it
 off, after this comparison.
@@ -73,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Worker batches received on a prefetch thread",
         command_line("prefetch.py", argv),
         f"{args.steps} training steps per run through the CLI (recipe DataLoader settings, no validation), "
-        f"{args.rounds} runs per side in A B B A order; means of DataWaitMonitor's running figures (logged every 50 steps and at the end) from the third row on",
+        f"{args.rounds} runs per side in A B B A order; means of DataWaitMonitor's running figures (logged every 50 "
+        "steps and at the end) from the third row on",
         allocator=False,
     )
     lines += [
