@@ -7,7 +7,9 @@ on the same ``(B, H, T, Dh)`` tensors, B·T = 4096, H 4, Dh 64, for fp32 and bf1
 several T; interleaved rounds (SDPA, explicit, SDPA, explicit ...), median of per-round ratios. The ``dispatch`` column
 is what ``attention`` picks for that case in training. Part 2, whole fp32 decoder training steps (the
 ``benchmarks/core.py`` model at T 256 and 512, B·T 4096): the dispatch as shipped against the same model with
-fp32 routed to SDPA (``uses_explicit`` swapped for one that refuses fp32), A B B A rounds.
+fp32 routed to SDPA (``uses_explicit`` swapped for one that refuses fp32), A B B A rounds. Part 3, the key
+prefixes of causal blocks (``key_prefix``): forward + backward of the explicit path with every prefix a strided
+view against every prefix copied contiguous, as part 1, for fp32 and bf16.
 
     OMP_NUM_THREADS=1 python benchmarks/attention_paths.py [--rounds 7] [--write]
 """
@@ -61,6 +63,20 @@ def attention_seconds(kernel: Kernel, dtype: torch.dtype, length: int, causal: b
     return seconds(run) / repeats
 
 
+def prefix_seconds(copy: bool, dtype: torch.dtype, length: int) -> float:
+    """``attention_seconds`` of the causal explicit path with every key prefix copied (``copy``) or a strided view."""
+
+    def prefix(keys: Tensor, count: int) -> Tensor:
+        return keys[:, :count].contiguous() if copy else keys[:, :count]
+
+    shipped = explicit.key_prefix
+    explicit.key_prefix = prefix  # for the forward and the backward alike
+    try:
+        return attention_seconds(explicit.explicit_attention, dtype, length, causal=True)
+    finally:
+        explicit.key_prefix = shipped
+
+
 def step_seconds(length: int, fp32_explicit: bool) -> Callable[[], float]:
     """Seconds per fp32 decoder training step at ``T = length``, with or without the fp32 explicit path."""
     torch.manual_seed(0)
@@ -104,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command_line("attention_paths.py", argv),
         f"part 1: fwd+bwd of one attention call, B*T {TOKENS}, H {HEADS}, Dh {HEAD_DIM}, {args.rounds} paired rounds "
         "of 3 calls each; part 2: fp32 decoder training steps (core.py model), shipped dispatch vs fp32 on SDPA, "
-        f"{args.rounds} A B B A rounds of 2 steps",
+        f"{args.rounds} A B B A rounds of 2 steps; part 3: causal key prefixes as strided views vs contiguous copies, "
+        "as part 1",
     )
     lines += ["", "| dtype | mask | T | SDPA ms | explicit ms | explicit speed-up (paired) | min - max | dispatch |"]
     lines.append("|---|---|---:|---:|---:|---:|---:|---|")
@@ -135,6 +152,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         lines.append(ab_row(str(length), steps["sdpa"], steps["shipped"]))
         print(lines[-1], flush=True)
+    lines += ["", "| dtype | T (causal) | copied ms | view ms | view speed-up (paired) | min - max | shipped |"]
+    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    for dtype in (torch.float32, torch.bfloat16):
+        for length in args.lengths:
+            times = interleave(
+                {name: partial(prefix_seconds, name == "copy", dtype, length) for name in ("copy", "view")},
+                args.rounds,
+            )
+            ratios = round_ratios(times["copy"], times["view"])
+            probe = torch.empty(2, 2, 2)  # (N, S, Dh) keys of this dtype: is their 1-row prefix copied?
+            shipped = "copy" if explicit.key_prefix(probe.to(dtype), 1).is_contiguous() else "view"
+            lines.append(
+                f"| {str(dtype).removeprefix('torch.')} | {length} | {median(times['copy']) * 1e3:.1f} | "
+                f"{median(times['view']) * 1e3:.1f} | {median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f} | "
+                f"{shipped} |"
+            )
+            print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)
     if args.write:

@@ -96,6 +96,18 @@ def test_causal_blocks_skip_the_scores_above_the_diagonal() -> None:
         explicit.causal_blocks(4, 4, 0, torch.float32, torch.device("cpu"))
 
 
+@pytest.mark.parametrize(("dtype", "copied"), [(torch.float32, False), (torch.float64, False), (torch.bfloat16, True)])
+def test_key_prefix_is_a_view_for_blas_dtypes_and_a_contiguous_copy_for_reduced_precision(
+    dtype: torch.dtype, copied: bool
+) -> None:
+    keys = torch.arange(2 * 5 * 3, dtype=torch.float64).view(2, 5, 3).to(dtype)  # (N, S, Dh)
+    prefix = explicit.key_prefix(keys, 2)
+    assert torch.equal(prefix, keys[:, :2])
+    assert prefix.is_contiguous() is copied
+    assert (prefix.untyped_storage().data_ptr() == keys.untyped_storage().data_ptr()) is not copied
+    assert explicit.key_prefix(keys, 5).data_ptr() == keys.data_ptr()  # every row: never copied
+
+
 def test_fully_masked_query_gives_zero_output_and_gradients_like_sdpa() -> None:
     tensors = qkv(torch.float64, 3, 3)
     mask = torch.tensor([[True, True, False], [False, False, False], [True, False, False]])[None, None]
