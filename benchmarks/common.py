@@ -31,7 +31,7 @@ Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a r
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
 SECTIONS = (
-    "core", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data", "prefetch",
+    "core", "breakdown", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data", "prefetch",
     "tokenizer_bpe", "actions",
 )  # fmt: skip
 HEADER = """# Benchmarks

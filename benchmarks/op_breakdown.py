@@ -1,0 +1,213 @@
+"""Where a training step's time goes, op by op: ours against its peers, fp32 and bf16-mixed, without a profiler.
+
+Notation: B batch, T tokens, M/K/N the rows, inner and output columns of a matrix product.
+
+Every ATen op of one training step of ``benchmarks/core.py`` (forward, loss, backward, ``AdamW.step()``) is
+timed by a ``TorchDispatchMode`` that reads the wall clock around the kernel — on CPU kernels run synchronously,
+so the difference is the op's time. The mode adds a few microseconds per op; each row shows the step untraced
+and traced so the overhead is visible (torch.profiler's per-op times of bf16 GEMMs read ~3x too slow on this VM;
+this script has no such distortion beyond its overhead). Ops are grouped into categories; matrix products also
+count their FLOPs (2 M K N), so the table shows the throughput the GEMMs reach *inside* the step. Each model
+runs ``--steps`` untraced then ``--steps`` traced steps after one warm-up step, models interleaved, per-op times
+summed over ``--rounds`` rounds and divided by the steps.
+
+    OMP_NUM_THREADS=1 python benchmarks/op_breakdown.py [--models ours reference] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_allocator_flag, apply_allocator, command_line, heading, median, write_section
+from core import adamw, train_steps
+from peers import Shape, contenders
+
+# Category of each ATen op (by overload packet name); anything else is "other".
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "GEMM": ("mm", "addmm", "bmm", "baddbmm", "baddbmm_", "addbmm"),
+    "fused attention (SDPA)": (
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention_for_cpu_backward",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_efficient_attention_backward",
+    ),
+    "softmax (attention)": ("_softmax", "_softmax_backward_data"),
+    "loss": ("_log_softmax", "_log_softmax_backward_data", "nll_loss_forward", "nll_loss_backward"),
+    "activation": ("gelu", "gelu_backward", "silu", "silu_backward", "relu", "threshold_backward"),
+    "norm": ("native_layer_norm", "native_layer_norm_backward", "_fused_rms_norm", "_fused_rms_norm_backward"),
+    "copy, cast, stack": ("clone", "copy_", "_to_copy", "stack", "cat", "contiguous"),
+    "elementwise": ("add", "add_", "mul", "mul_", "sub", "div", "masked_fill_", "masked_fill", "where", "fill_"),
+    "reduction (bias grads)": ("sum",),
+    "optimizer": ("_fused_adamw_", "_foreach_add_", "_foreach_mul_", "_foreach_addcmul_", "_foreach_lerp_"),
+    "embedding": ("embedding", "embedding_dense_backward"),
+}
+CATEGORY_OF = {op: category for category, ops in CATEGORIES.items() for op in ops}
+
+
+def gemm_flops(name: str, args: Sequence[Any]) -> float:
+    """FLOPs (2 M K N per product) of an ``mm``/``addmm``/``bmm``/``baddbmm(_)`` call; 0 for anything else."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if name in ("mm", "bmm"):
+        a, b = tensors[0], tensors[1]
+    elif name in ("addmm", "baddbmm", "baddbmm_"):
+        a, b = tensors[1], tensors[2]
+    else:
+        return 0.0
+    batch = a.shape[0] if a.dim() == 3 else 1
+    return 2.0 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
+
+
+class OpTimer(TorchDispatchMode):
+    """Sums wall seconds, calls and GEMM FLOPs per ATen op while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.calls: Counter[str] = Counter()
+        self.flops = 0.0
+        self.gemm_seconds = 0.0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        elapsed = time.perf_counter() - start
+        name = func.overloadpacket.__name__
+        self.seconds[name] += elapsed
+        self.calls[name] += 1
+        if CATEGORY_OF.get(name) == "GEMM":
+            self.flops += gemm_flops(name, args)
+            self.gemm_seconds += elapsed
+        return out
+
+
+class Breakdown:
+    """One contender at one dtype: untraced step times, and per-op times of traced steps."""
+
+    def __init__(self, run: Callable[[int], None], steps: int) -> None:
+        self.run, self.steps = run, steps
+        self.plain: list[float] = []
+        self.traced: list[float] = []
+        self.timer = OpTimer()
+
+    def round(self) -> None:
+        """``steps`` untraced steps, then ``steps`` traced ones."""
+        start = time.perf_counter()
+        self.run(self.steps)
+        self.plain.append((time.perf_counter() - start) / self.steps)
+        with self.timer:
+            start = time.perf_counter()
+            self.run(self.steps)
+            self.traced.append((time.perf_counter() - start) / self.steps)
+
+    def per_step(self, seconds: float) -> float:
+        """Milliseconds per step of ``seconds`` summed over every traced step."""
+        return seconds / (self.steps * len(self.traced)) * 1e3
+
+    def categories(self) -> dict[str, float]:
+        """Category -> milliseconds per step."""
+        totals: defaultdict[str, float] = defaultdict(float)
+        for name, spent in self.timer.seconds.items():
+            totals[CATEGORY_OF.get(name, "other")] += self.per_step(spent)
+        return totals
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["ours", "reference"], help="contenders from peers.py")
+    p.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    p.add_argument("--steps", type=int, default=2, help="steps per round, untraced and traced each")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--top", type=int, default=12, help="ops listed for ours")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--write", action="store_true", help="replace the 'breakdown' section of BENCHMARKS.md")
+    add_allocator_flag(p)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    apply_allocator(args)
+    shape, batch = Shape(), 16
+    models, _ = contenders(shape, causal=True)
+    unknown = sorted(set(args.models) - set(models))
+    if unknown:
+        raise SystemExit(f"--models: expected names from {sorted(models)}, got unknown {unknown}")
+    ids = torch.randint(0, shape.vocab, (batch, shape.seq), generator=torch.Generator().manual_seed(0))
+    targets = torch.randint(0, shape.vocab, (batch, shape.seq), generator=torch.Generator().manual_seed(1))
+    runs: dict[tuple[str, str], Breakdown] = {}
+    for name in args.models:
+        module, forward = models[name]
+        opt = adamw(module)
+        for dtype in args.dtypes:
+
+            def run(n: int, module: Any = module, forward: Any = forward, opt: Any = opt, dtype: str = dtype) -> None:
+                train_steps(module, forward, opt, ids, targets, n, bf16=dtype == "bf16")
+
+            run(1)  # warm-up: allocator, oneDNN primitives, optimizer state
+            runs[name, dtype] = Breakdown(run, args.steps)
+    for _ in range(args.rounds):
+        for breakdown in runs.values():
+            breakdown.round()
+    lines = heading(
+        "Where the step's time goes, op by op",
+        command_line("op_breakdown.py", argv),
+        f"decoder, core.py's shape (vocab {shape.vocab}, dim {shape.dim}, depth {shape.depth}, heads {shape.heads}, "
+        f"seq {shape.seq}, batch {batch}); {args.rounds} rounds of {args.steps} untraced + {args.steps} traced steps "
+        "per model, models interleaved; ms per step (share of the traced step)",
+    )
+    columns = sorted(runs, key=lambda key: (args.dtypes.index(key[1]), args.models.index(key[0])))
+    lines += ["", "| | " + " | ".join(f"{name} {dtype}" for name, dtype in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    lines.append(
+        "| step, untraced / traced (median) | "
+        + " | ".join(f"{median(runs[key].plain) * 1e3:.0f} / {median(runs[key].traced) * 1e3:.0f}" for key in columns)
+        + " |"
+    )
+    per_category = {key: b.categories() for key, b in runs.items()}
+    for category in [*CATEGORIES, "other"]:
+        cells = []
+        for key in columns:
+            total = sum(per_category[key].values())
+            spent = per_category[key].get(category, 0.0)
+            cells.append(f"{spent:.0f} ({spent / total:.0%})" if spent else "-")
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    lines.append("| sum of the ops | " + " | ".join(f"{sum(per_category[key].values()):.0f}" for key in columns) + " |")
+    lines.append(
+        "| GEMM GFLOP/s inside the step | "
+        + " | ".join(
+            f"{runs[key].timer.flops / runs[key].timer.gemm_seconds / 1e9:.0f}" if runs[key].timer.gemm_seconds else "-"
+            for key in columns
+        )
+        + " |"
+    )
+    for dtype in args.dtypes:
+        if ("ours", dtype) not in runs:
+            continue
+        ours = runs["ours", dtype]
+        lines += ["", f"ours {dtype}, the {args.top} slowest ops (ms per step, calls per step, category):", ""]
+        ranked = sorted(ours.timer.seconds.items(), key=lambda item: -item[1])[: args.top]
+        lines += [
+            f"- `{name}` {ours.per_step(spent):.1f} ms, {ours.timer.calls[name] / (ours.steps * args.rounds):.0f} "
+            f"calls ({CATEGORY_OF.get(name, 'other')})"
+            for name, spent in ranked
+        ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        print(f"wrote {write_section('breakdown', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
