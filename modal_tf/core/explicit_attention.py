@@ -59,7 +59,9 @@ MAX_CAUSAL_KEYS = 2048
 # fp32, same setup (paired, 7 rounds): SDPA's fp32 kernel is well tuned, so only causal block skipping wins, and
 # only while rows fit the caches: causal 1.06-1.22x at 256 keys and 1.22-1.35x at 512, 0.95-1.10x at 1024,
 # 0.82-0.92x at 2048; bidirectional 0.71-0.99x from 256 keys up. Whole fp32 decoder step (benchmarks/core.py
-# model, B*T 4096): 1.04-1.06x at T 256, 1.09-1.14x at T 512. Reproduce: benchmarks/attention_paths.py.
+# model, B*T 4096): 1.04-1.06x at T 256, 1.09-1.14x at T 512. With the key prefixes as views (``key_prefix``),
+# causal 1.25-1.29x from 128 to 512 keys, 1.04x at 1024 (range 0.87-1.23), 0.92x at 2048: the limit stays.
+# Reproduce: benchmarks/attention_paths.py.
 MAX_FP32_CAUSAL_KEYS = 512
 
 
