@@ -29,14 +29,14 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ab_row,
-    add_allocator_flag,
-    apply_allocator,
+    add_run_flags,
     command_line,
     heading,
     interleave,
     median,
     round_ratios,
     seconds,
+    start,
     write_section,
 )
 from core import adamw, train_steps
@@ -105,16 +105,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
     p.add_argument("--step-lengths", type=int, nargs="+", default=[256, 512])
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--write", action="store_true", help="replace the 'attention' section of BENCHMARKS.md")
-    add_allocator_flag(p)
+    add_run_flags(p, "attention")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    apply_allocator(args)
+    start(args)
     lines = heading(
         "Attention paths on CPU: explicit vs SDPA",
         command_line("attention_paths.py", argv),

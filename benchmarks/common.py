@@ -58,13 +58,27 @@ def machine(device: torch.device | str = "cpu", allocator: bool = True) -> str:
     )
 
 
-def add_allocator_flag(parser: argparse.ArgumentParser) -> None:
-    """``--system-malloc``: measure with glibc's default behaviour instead of ``keep_freed_memory`` (the CLI's)."""
-    parser.add_argument(
-        "--system-malloc",
-        action="store_true",
-        help="keep the system malloc's defaults (training through the CLI keeps freed memory; see modal_tf.allocator)",
-    )
+def add_run_flags(parser: argparse.ArgumentParser, section: str, allocator: bool = True) -> None:
+    """The flags of every timing script: ``--threads`` (torch intra-op threads, default 1), ``--write`` (replace
+    the BENCHMARKS.md ``section``) and, unless ``allocator`` is false, ``--system-malloc`` (measure with glibc's
+    default behaviour instead of ``keep_freed_memory``, the CLI's). ``start`` applies them."""
+    if section not in SECTIONS:
+        raise ValueError(f"section must be one of {SECTIONS}, got {section!r}")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--write", action="store_true", help=f"replace the '{section}' section of BENCHMARKS.md")
+    if allocator:
+        parser.add_argument(
+            "--system-malloc",
+            action="store_true",
+            help="keep the system malloc's defaults (CLI training keeps freed memory; see modal_tf.allocator)",
+        )
+
+
+def start(args: argparse.Namespace) -> None:
+    """Apply ``add_run_flags``'s flags to this process: the thread count, then the allocator (``apply_allocator``)."""
+    torch.set_num_threads(args.threads)
+    if hasattr(args, "system_malloc"):
+        apply_allocator(args)
 
 
 def apply_allocator(args: argparse.Namespace) -> None:

@@ -30,8 +30,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    add_allocator_flag,
-    apply_allocator,
+    add_run_flags,
     command_line,
     gemm_flops,
     heading,
@@ -40,6 +39,7 @@ from common import (
     paired_ratio,
     round_ratios,
     seconds,
+    start,
     training_flops_per_token,
     write_section,
 )
@@ -128,20 +128,18 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in (("vocab", 512), ("dim", 256), ("depth", 6), ("heads", 4), ("seq", 256), ("batch", 16)):
         p.add_argument(f"--{name}", type=int, default=default)
-    for name, default in (("steps", 3), ("warmup", 1), ("rounds", 5), ("threads", 1)):
+    for name, default in (("steps", 3), ("warmup", 1), ("rounds", 5)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--mode", choices=("decoder", "encoder", "both"), default="both")
     p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--write", action="store_true", help="replace the 'core' section of BENCHMARKS.md")
-    add_allocator_flag(p)
+    add_run_flags(p, "core")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    apply_allocator(args)
+    start(args)
     device = torch.device(args.device)
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, args.seq)
     ids = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0)).to(device)

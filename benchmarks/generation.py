@@ -25,14 +25,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    add_allocator_flag,
-    apply_allocator,
+    add_run_flags,
     command_line,
     heading,
     interleave,
     median,
     paired_ratio,
     seconds,
+    start,
     write_section,
 )
 from peers import IdTokenizer, Shape, as_batch, available, core_config, hf_gpt2
@@ -48,17 +48,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--write", action="store_true", help="replace the 'generation' section of BENCHMARKS.md")
-    add_allocator_flag(p)
+    add_run_flags(p, "generation")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    apply_allocator(args)
+    start(args)
     device = torch.device(args.device)
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, seq=args.prompt + args.new)
     torch.manual_seed(0)

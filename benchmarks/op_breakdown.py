@@ -28,7 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allocator_flag, apply_allocator, command_line, heading, median, write_section
+from common import add_run_flags, command_line, heading, median, start, write_section
 from core import adamw, train_steps
 from peers import Shape, contenders
 
@@ -128,16 +128,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=2, help="steps per round, untraced and traced each")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--top", type=int, default=12, help="ops listed for ours")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--write", action="store_true", help="replace the 'breakdown' section of BENCHMARKS.md")
-    add_allocator_flag(p)
+    add_run_flags(p, "breakdown")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    apply_allocator(args)
+    start(args)
     shape, batch = Shape(), 16
     models, _ = contenders(shape, causal=True)
     unknown = sorted(set(args.models) - set(models))

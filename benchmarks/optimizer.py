@@ -24,14 +24,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ab_row,
-    add_allocator_flag,
-    apply_allocator,
+    add_run_flags,
     command_line,
     heading,
     interleave,
     median,
     round_ratios,
     seconds,
+    start,
     write_section,
 )
 from core import train_steps
@@ -85,16 +85,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds of part 1")
     p.add_argument("--step-rounds", type=int, default=8, help="A B B A rounds of part 2")
     p.add_argument("--steps", type=int, default=5, help="optimizer steps per part-1 measurement")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--write", action="store_true", help="replace the 'optimizer' section of BENCHMARKS.md")
-    add_allocator_flag(p)
+    add_run_flags(p, "optimizer")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    apply_allocator(args)
+    start(args)
     shape = Shape()
     model = decoder(shape)
     count = sum(parameter.numel() for parameter in model.parameters())

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allocator_flag, apply_allocator, command_line, heading, median, seconds, write_section
+from common import add_run_flags, apply_allocator, command_line, heading, median, seconds, start, write_section
 from core import adamw, flops_per_token
 from peers import IdTokenizer, Shape, as_batch, core_config
 
@@ -40,13 +40,12 @@ from modal_tf.models import DecoderOnly
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
-    for name, default in (("vocab", 512), ("dim", 256), ("depth", 6), ("heads", 4), ("steps", 2), ("threads", 1)):
+    for name, default in (("vocab", 512), ("dim", 256), ("depth", 6), ("heads", 4), ("steps", 2)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure this length in this process
-    p.add_argument("--write", action="store_true", help="replace the 'scaling' section of BENCHMARKS.md")
-    add_allocator_flag(p)
+    add_run_flags(p, "scaling")
     return p.parse_args(argv)
 
 
@@ -59,8 +58,7 @@ def peak_bytes(device: torch.device) -> int:
 
 def measure_one(args: argparse.Namespace) -> dict[str, float]:
     """Seconds per step and peak memory growth of training at length ``args.one`` (in this process)."""
-    torch.set_num_threads(args.threads)
-    apply_allocator(args)
+    start(args)
     device, length = torch.device(args.device), args.one
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, length)
     torch.manual_seed(0)

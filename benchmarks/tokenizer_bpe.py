@@ -26,11 +26,10 @@ from pathlib import Path
 from pydoc_data.topics import topics
 
 import tokenizers
-import torch
 from tokenizers import Tokenizer as HFTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, heading, interleave, seconds, write_section
+from common import add_run_flags, command_line, heading, interleave, seconds, start, write_section
 
 from modal_tf.tokenizers.bpe import BPETokenizer, _check_text
 
@@ -42,14 +41,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vocab", type=int, default=4096, help="vocab_size to fit")
     p.add_argument("--rounds", type=int, default=7, help="timed rounds of each encoder, interleaved")
     p.add_argument("--fit-rounds", type=int, default=3, help="fits to time (and compare for determinism)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--write", action="store_true", help="replace the 'tokenizer_bpe' section of BENCHMARKS.md")
+    add_run_flags(p, "tokenizer_bpe", allocator=False)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
+    start(args)
     texts = [topics[key] for key in sorted(topics)]
     megabytes = sum(len(text.encode("utf-8")) for text in texts) / 1e6
 

@@ -31,14 +31,14 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    add_allocator_flag,
-    apply_allocator,
+    add_run_flags,
     command_line,
     heading,
     interleave,
     median,
     paired_ratio,
     seconds,
+    start,
     write_section,
 )
 from core import adamw
@@ -54,12 +54,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in (("image", 32), ("patch", 4), ("dim", 192), ("depth", 6), ("heads", 3), ("classes", 10)):
         p.add_argument(f"--{name}", type=int, default=default)
-    for name, default in (("batch", 64), ("steps", 2), ("rounds", 5), ("threads", 1)):
+    for name, default in (("batch", 64), ("steps", 2), ("rounds", 5)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--write", action="store_true", help="replace the 'vision' section of BENCHMARKS.md")
-    add_allocator_flag(p)
+    add_run_flags(p, "vision")
     return p.parse_args(argv)
 
 
@@ -87,8 +86,7 @@ def build(args: argparse.Namespace) -> tuple[dict[str, nn.Module], PatchTokenize
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    torch.set_num_threads(args.threads)
-    apply_allocator(args)
+    start(args)
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(args.batch, 3, args.image, args.image, generator=generator)  # (B, C, H, W) in [0, 1]
