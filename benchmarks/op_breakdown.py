@@ -4,12 +4,12 @@ Notation: B batch, T tokens, M/K/N the rows, inner and output columns of a matri
 
 Every ATen op of one training step of ``benchmarks/core.py`` (forward, loss, backward, ``AdamW.step()``) is
 timed by a ``TorchDispatchMode`` that reads the wall clock around the kernel — on CPU kernels run synchronously,
-so the difference is the op's time. The mode adds a few microseconds per op; each row shows the step untraced
-and traced so the overhead is visible (torch.profiler's per-op times of bf16 GEMMs read ~3x too slow on this VM;
-this script has no such distortion beyond its overhead). Ops are grouped into categories; matrix products also
-count their FLOPs (2 M K N), so the table shows the throughput the GEMMs reach *inside* the step. Each model
-runs ``--steps`` untraced then ``--steps`` traced steps after one warm-up step, models interleaved, per-op times
-summed over ``--rounds`` rounds and divided by the steps.
+so the difference is the op's time (no profiler: its per-op timings are not what this needs). The mode adds a
+few microseconds per op, so the table shows the step untraced and traced, and the traced time spent outside the
+ops (Python, autograd, the mode itself). Ops are grouped into categories; matrix products also count their FLOPs
+(2 M K N), so the table shows the throughput the GEMMs reach *inside* the step. Each model runs ``--steps``
+untraced then ``--steps`` traced steps after one warm-up step, models interleaved; every figure is a mean over
+the ``--rounds`` rounds' steps (one statistic throughout, so the ops add up to at most the traced step).
 
     OMP_NUM_THREADS=1 python benchmarks/op_breakdown.py [--models ours reference] [--write]
 """
@@ -28,26 +28,24 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_flags, command_line, heading, median, start, write_section
+from common import add_run_flags, command_line, heading, start, write_section
 from core import adamw, train_steps
 from peers import Shape, contenders
 
 # Category of each ATen op (by overload packet name); anything else is "other".
 CATEGORIES: dict[str, tuple[str, ...]] = {
-    "GEMM": ("mm", "addmm", "bmm", "baddbmm", "baddbmm_", "addbmm"),
+    "GEMM": ("mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "addbmm", "addbmm_"),
     "fused attention (SDPA)": (
         "_scaled_dot_product_flash_attention_for_cpu",
         "_scaled_dot_product_flash_attention_for_cpu_backward",
-        "_scaled_dot_product_efficient_attention",
-        "_scaled_dot_product_efficient_attention_backward",
     ),
-    "softmax (attention)": ("_softmax", "_softmax_backward_data"),
+    "softmax (attention)": ("_softmax", "_safe_softmax", "_softmax_backward_data"),
     "loss": ("_log_softmax", "_log_softmax_backward_data", "nll_loss_forward", "nll_loss_backward"),
     "activation": ("gelu", "gelu_backward", "silu", "silu_backward", "relu", "threshold_backward"),
-    "norm": ("native_layer_norm", "native_layer_norm_backward", "_fused_rms_norm", "_fused_rms_norm_backward"),
-    "copy, cast, stack": ("clone", "copy_", "_to_copy", "stack", "cat", "contiguous"),
+    "norm": ("native_layer_norm", "native_layer_norm_backward"),
+    "copy, cast, stack": ("clone", "copy_", "_to_copy", "stack", "cat"),
     "elementwise": ("add", "add_", "mul", "mul_", "sub", "div", "masked_fill_", "masked_fill", "where", "fill_"),
-    "reduction (bias grads)": ("sum",),
+    "sums (bias gradients)": ("sum",),
     "optimizer": ("_fused_adamw_", "_foreach_add_", "_foreach_mul_", "_foreach_addcmul_", "_foreach_lerp_"),
     "embedding": ("embedding", "embedding_dense_backward"),
 }
@@ -55,11 +53,11 @@ CATEGORY_OF = {op: category for category, ops in CATEGORIES.items() for op in op
 
 
 def gemm_flops(name: str, args: Sequence[Any]) -> float:
-    """FLOPs (2 M K N per product) of an ``mm``/``addmm``/``bmm``/``baddbmm(_)`` call; 0 for anything else."""
+    """FLOPs (2 M K N per product) of a matrix-product call (``CATEGORIES["GEMM"]``); 0 for anything else."""
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if name in ("mm", "bmm"):
         a, b = tensors[0], tensors[1]
-    elif name in ("addmm", "baddbmm", "baddbmm_"):
+    elif name in ("addmm", "addmm_", "baddbmm", "baddbmm_", "addbmm", "addbmm_"):
         a, b = tensors[1], tensors[2]
     else:
         return 0.0
@@ -78,9 +76,9 @@ class OpTimer(TorchDispatchMode):
         self.gemm_seconds = 0.0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        start = time.perf_counter()
+        began = time.perf_counter()
         out = func(*args, **(kwargs or {}))
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - began
         name = func.overloadpacket.__name__
         self.seconds[name] += elapsed
         self.calls[name] += 1
@@ -101,17 +99,22 @@ class Breakdown:
 
     def round(self) -> None:
         """``steps`` untraced steps, then ``steps`` traced ones."""
-        start = time.perf_counter()
+        began = time.perf_counter()
         self.run(self.steps)
-        self.plain.append((time.perf_counter() - start) / self.steps)
+        self.plain.append((time.perf_counter() - began) / self.steps)
         with self.timer:
-            start = time.perf_counter()
+            began = time.perf_counter()
             self.run(self.steps)
-            self.traced.append((time.perf_counter() - start) / self.steps)
+            self.traced.append((time.perf_counter() - began) / self.steps)
 
     def per_step(self, seconds: float) -> float:
         """Milliseconds per step of ``seconds`` summed over every traced step."""
         return seconds / (self.steps * len(self.traced)) * 1e3
+
+    def step_ms(self, traced: bool) -> float:
+        """Mean milliseconds per traced (or untraced) step over the rounds."""
+        times = self.traced if traced else self.plain
+        return sum(times) / len(times) * 1e3
 
     def categories(self) -> dict[str, float]:
         """Category -> milliseconds per step."""
@@ -126,7 +129,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=["ours", "reference"], help="contenders from peers.py")
     p.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     p.add_argument("--steps", type=int, default=2, help="steps per round, untraced and traced each")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--top", type=int, default=12, help="ops listed for ours")
     add_run_flags(p, "breakdown")
     return p.parse_args(argv)
@@ -161,25 +164,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         command_line("op_breakdown.py", argv),
         f"decoder, core.py's shape (vocab {shape.vocab}, dim {shape.dim}, depth {shape.depth}, heads {shape.heads}, "
         f"seq {shape.seq}, batch {batch}); {args.rounds} rounds of {args.steps} untraced + {args.steps} traced steps "
-        "per model, models interleaved; ms per step (share of the traced step)",
+        "per model, models interleaved; ms per step, means over the rounds (share of the traced step). GEMM GFLOP/s "
+        "counts the GEMMs the dispatcher sees: ours includes its attention's batched GEMMs, the reference's "
+        "attention GEMMs run inside SDPA's kernel, not counted",
     )
     columns = sorted(runs, key=lambda key: (args.dtypes.index(key[1]), args.models.index(key[0])))
     lines += ["", "| | " + " | ".join(f"{name} {dtype}" for name, dtype in columns) + " |"]
     lines.append("|---|" + "---:|" * len(columns))
     lines.append(
-        "| step, untraced / traced (median) | "
-        + " | ".join(f"{median(runs[key].plain) * 1e3:.0f} / {median(runs[key].traced) * 1e3:.0f}" for key in columns)
+        "| step, untraced / traced | "
+        + " | ".join(f"{runs[key].step_ms(False):.0f} / {runs[key].step_ms(True):.0f}" for key in columns)
         + " |"
     )
     per_category = {key: b.categories() for key, b in runs.items()}
     for category in [*CATEGORIES, "other"]:
         cells = []
         for key in columns:
-            total = sum(per_category[key].values())
             spent = per_category[key].get(category, 0.0)
-            cells.append(f"{spent:.0f} ({spent / total:.0%})" if spent else "-")
+            cells.append(f"{spent:.0f} ({spent / runs[key].step_ms(True):.0%})" if spent else "-")
         lines.append(f"| {category} | " + " | ".join(cells) + " |")
-    lines.append("| sum of the ops | " + " | ".join(f"{sum(per_category[key].values()):.0f}" for key in columns) + " |")
+    outside = {key: runs[key].step_ms(True) - sum(per_category[key].values()) for key in columns}
+    lines.append(
+        "| outside the ops (Python, autograd, the mode) | "
+        + " | ".join(f"{outside[key]:.0f} ({outside[key] / runs[key].step_ms(True):.0%})" for key in columns)
+        + " |"
+    )
     lines.append(
         "| GEMM GFLOP/s inside the step | "
         + " | ".join(

@@ -57,7 +57,8 @@ def test_explicit_path_equals_sdpa_in_float64(queries: int, keys: int, kwargs: d
 
 @pytest.mark.parametrize(
     ("queries", "keys", "block_rows"),
-    [(7, 7, 2), (7, 7, 3), (8, 8, 4), (9, 5, 2), (5, 9, 2), (6, 6, 6), (6, 6, 100)],  # T > S, T < S, one block
+    # T > S, T < S, one block; 130 x 130 in 64-row blocks: GEMMs large enough for MKL's batched path (key prefix views)
+    [(7, 7, 2), (7, 7, 3), (8, 8, 4), (9, 5, 2), (5, 9, 2), (6, 6, 6), (6, 6, 100), (130, 130, 64)],
 )
 def test_causal_query_blocks_equal_sdpa_in_float64(queries: int, keys: int, block_rows: int) -> None:
     tensors = qkv(torch.float64, queries, keys)
@@ -96,7 +97,9 @@ def test_causal_blocks_skip_the_scores_above_the_diagonal() -> None:
         explicit.causal_blocks(4, 4, 0, torch.float32, torch.device("cpu"))
 
 
-@pytest.mark.parametrize(("dtype", "copied"), [(torch.float32, False), (torch.float64, False), (torch.bfloat16, True)])
+@pytest.mark.parametrize(
+    ("dtype", "copied"), [(torch.float32, False), (torch.float64, False), (torch.bfloat16, True), (torch.float16, True)]
+)
 def test_key_prefix_is_a_view_for_blas_dtypes_and_a_contiguous_copy_for_reduced_precision(
     dtype: torch.dtype, copied: bool
 ) -> None:

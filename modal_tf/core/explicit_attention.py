@@ -59,9 +59,9 @@ MAX_CAUSAL_KEYS = 2048
 # fp32, same setup (paired, 7 rounds): SDPA's fp32 kernel is well tuned, so only causal block skipping wins, and
 # only while rows fit the caches: causal 1.06-1.22x at 256 keys and 1.22-1.35x at 512, 0.95-1.10x at 1024,
 # 0.82-0.92x at 2048; bidirectional 0.71-0.99x from 256 keys up. Whole fp32 decoder step (benchmarks/core.py
-# model, B*T 4096): 1.04-1.06x at T 256, 1.09-1.14x at T 512. With the key prefixes as views (``key_prefix``),
-# causal 1.25-1.29x from 128 to 512 keys, 1.04x at 1024 (range 0.87-1.23), 0.92x at 2048: the limit stays.
-# Reproduce: benchmarks/attention_paths.py.
+# model, B*T 4096), four runs: 0.96-1.06x at T 256, 1.09-1.14x at T 512. With the key prefixes as views
+# (``key_prefix``), causal 1.25-1.29x from 128 to 512 keys, 1.04x at 1024 (range 0.87-1.23), 0.92x at 2048: the
+# limit stays. Reproduce: benchmarks/attention_paths.py.
 MAX_FP32_CAUSAL_KEYS = 512
 
 
@@ -181,12 +181,14 @@ def causal_blocks(queries: int, keys: int, rows: int, dtype: torch.dtype, device
 def key_prefix(keys: Tensor, count: int) -> Tensor:
     """The first ``count`` rows of contiguous ``(N, S, Dh)`` ``keys``, as the batched GEMMs take them fastest.
 
-    fp32/fp64 batched GEMMs (BLAS) take the plain slice ``keys[:, :count]`` — batch stride S * Dh, rows contiguous —
-    as it is, so it stays a view: no copy measured 1.05-1.18x faster per fp32 causal attention call (forward +
-    backward, B*T 4096, T 128-2048). Reduced-precision batched GEMMs (oneDNN) take only contiguous or
-    last-two-dims-transposed operands and copy anything else — its transpose element by element, several times
-    slower than a row-chunk ``memcpy`` — so for bf16/fp16 the prefix is copied contiguous here (measured 0.82-0.98x
-    for the view). No copy when ``count`` is every row. Reproduce: ``benchmarks/attention_paths.py``.
+    On CPU, fp32/fp64 batched GEMMs (MKL) take the plain slice ``keys[:, :count]`` — batch stride S * Dh, rows
+    contiguous — as it is, so it stays a view: without the copy the fp32 causal attention call (forward +
+    backward, B*T 4096) measured 1.05-1.14x faster at the 128-512 keys where fp32 takes this path (1.05-1.17x up
+    to 2,048). Reduced-precision batched GEMMs (oneDNN) take only contiguous or last-two-dims-transposed operands
+    and copy anything else — its transpose element by element, several times slower than a row-chunk ``memcpy`` —
+    so for bf16/fp16 the prefix is copied contiguous here (bf16 views measured 0.89-1.01x; fp16 follows bf16
+    unmeasured). fp32 under a oneDNN reduced-precision matmul mode would copy the views itself, also unmeasured.
+    No copy when ``count`` is every row. Reproduce: ``benchmarks/attention_paths.py`` (part 3).
     """
     prefix = keys[:, :count]
     return prefix.contiguous() if keys.dtype in LOW_PRECISION else prefix
