@@ -3,10 +3,10 @@
 Each pair of runs trains one recipe through ``modal-tf fit`` for ``--steps`` steps with
 ``modal_tf.lit.DataWaitMonitor``, once with ``MODAL_TF_PREFETCH=1`` (thread) and once with ``=0`` (the workers'
 batches received on the training loop's thread, as DataLoader does), whatever the recipe's DataModule picks,
-in A B B A order (fresh processes, same seed). ``DataWaitMonitor`` logs its running figures (every step but the
-first two) each 50 steps and at the end; per run: the mean of those rows from the third on, of the step time,
-the data-wait share and their sum per batch (step + wait: what a batch costs the loop). Ratios are paired per
-round; > 1 means the prefetch thread is faster. The audio DataModules turn the thread on, the others leave it
+in A B B A order (fresh processes, same seed). ``DataWaitMonitor``'s figures cover every step but the first
+two; per run: its last row (the whole run, as ``data.py`` reads it), giving the step time, the data-wait share
+and their sum per batch (step + wait: what a batch costs the loop). Ratios are paired per round; > 1 means the
+prefetch thread is faster. The audio DataModules turn the thread on, the others leave it
 off, after this comparison.
 
     OMP_NUM_THREADS=1 python benchmarks/prefetch.py [--recipes audio/encoder_classify_keys] [--steps 300] [--write]
@@ -34,7 +34,8 @@ SIDES = {"thread": "1", "loop": "0"}  # the value of MODAL_TF_PREFETCH per side
 
 
 def fit(recipe: str, steps: int, scratch: str, prefetch: str) -> dict[str, float]:
-    """One ``modal-tf fit`` of ``steps`` steps without validation: mean step ms, wait share and step + wait ms."""
+    """One ``modal-tf fit`` of ``steps`` steps without validation: step ms, wait share and step + wait ms (means over
+    the run's steps but the first two: ``DataWaitMonitor``'s last row)."""
     folder = tempfile.mkdtemp(dir=scratch)
     command = short_fit(
         f"recipes/{recipe}.yaml", steps, folder, "--trainer.max_epochs=-1",
@@ -45,16 +46,11 @@ def fit(recipe: str, steps: int, scratch: str, prefetch: str) -> dict[str, float
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
     with (Path(folder) / "run" / "metrics.csv").open() as stream:
-        windows = [row for row in csv.DictReader(stream) if row.get("perf/step_seconds")][2:]
-    if not windows:
-        raise SystemExit(f"{recipe}: fewer than 3 DataWaitMonitor rows in {steps} steps (one per 50); raise --steps")
-    step = [float(row["perf/step_seconds"]) for row in windows]
-    share = [float(row["perf/data_wait_share"]) for row in windows]
-    return {
-        "step": 1e3 * sum(step) / len(step),
-        "share": sum(share) / len(share),
-        "total": 1e3 * sum(s / (1 - w) for s, w in zip(step, share, strict=True)) / len(step),
-    }
+        rows = [row for row in csv.DictReader(stream) if row.get("perf/step_seconds")]
+    if not rows:
+        raise SystemExit(f"{recipe}: no DataWaitMonitor figures in {steps} steps; raise --steps")
+    step, share = float(rows[-1]["perf/step_seconds"]), float(rows[-1]["perf/data_wait_share"])
+    return {"step": 1e3 * step, "share": share, "total": 1e3 * step / (1 - share)}
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -72,8 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Worker batches received on a prefetch thread",
         command_line("prefetch.py", argv),
         f"{args.steps} training steps per run through the CLI (recipe DataLoader settings, no validation), "
-        f"{args.rounds} runs per side in A B B A order; means of DataWaitMonitor's running figures (logged every 50 "
-        "steps and at the end) from the third row on",
+        f"{args.rounds} runs per side in A B B A order; per run, DataWaitMonitor's whole-run figures (its last row)",
         allocator=False,
     )
     lines += [
