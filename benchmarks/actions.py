@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, heading, seconds, write_section
+from common import command_line, finish, heading, seconds
 
 from modal_tf.tokenizers.action_mulaw import ActionMuLawTokenizer
 from modal_tf.tokenizers.actions import ActionBinsTokenizer, ActionTokenizer
@@ -126,11 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(lines[-1], flush=True)
         lines.append(f"|  | mean abs action | | | | {scale:.2e} | | | | |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('actions', text)}")
-    return 0
+    return finish("actions", lines, args.write)
 
 
 if __name__ == "__main__":

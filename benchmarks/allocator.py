@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, command_line, heading, interleave, median, paired_ratio, write_section
+from common import ROOT, command_line, finish, heading, interleave, median, paired_ratio
 
 from modal_tf.lit.allocator import OPT_OUT
 from recipes import last_metrics, short_fit
@@ -107,11 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- kept / system wall-clock speed (paired): {speed:.3f}x (per round {per_round})",
         f"- final training loss identical on both sides: {'yes' if len(losses) == 1 else f'NO: {sorted(losses)}'}",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('allocator', text)}")
-    return 0
+    return finish("allocator", lines, args.write)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,13 @@ from common import (
     ab_row,
     add_run_flags,
     command_line,
+    finish,
     heading,
     interleave,
     median,
     round_ratios,
     seconds,
     start,
-    write_section,
 )
 from core import adamw, train_steps
 from peers import IdTokenizer, Shape, as_batch, core_config
@@ -166,11 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{shipped} |"
             )
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('attention', text)}")
-    return 0
+    return finish("attention", lines, args.write)
 
 
 if __name__ == "__main__":

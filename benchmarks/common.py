@@ -203,6 +203,15 @@ def write_section(key: str, text: str) -> Path:
     return BENCHMARKS_MD
 
 
+def finish(section: str, lines: Sequence[str], write: bool) -> int:
+    """Print a script's report (``lines``) and, if ``write``, make it the BENCHMARKS.md ``section``; the exit code."""
+    text = "\n".join(lines)
+    print(text)
+    if write:
+        print(f"wrote {write_section(section, text)}")
+    return 0
+
+
 def heading(
     title: str, command: str, details: str, device: torch.device | str = "cpu", allocator: bool = True
 ) -> list[str]:

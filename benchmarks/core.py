@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     add_run_flags,
     command_line,
+    finish,
     gemm_flops,
     heading,
     interleave,
@@ -41,7 +42,6 @@ from common import (
     seconds,
     start,
     training_flops_per_token,
-    write_section,
 )
 from peers import Forward, Shape, contenders
 
@@ -215,11 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spread = (max(params.values()) - min(params.values())) / max(params.values())
         verdicts.append(f"{mode}: parameter counts differ by at most {spread:.1%}")
         verdicts += [f"{mode}: {note}" for note in notes]
-    text = "\n".join([*lines, "", *(f"- {v}" for v in verdicts)])
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('core', text)}")
-    return 0
+    return finish("core", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
 
 
 if __name__ == "__main__":

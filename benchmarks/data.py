@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, command_line, heading, interleave, median, seconds, write_section
+from common import ROOT, command_line, finish, heading, interleave, median, seconds
 
 from modal_tf.tokenizers import tokenizer_from_spec
 from recipes import embedded_recipes, last_metrics, short_fit
@@ -139,11 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.part in ("recipes", "both"):
         table, verdicts = recipe_section(args)
         lines += table
-    text = "\n".join([*lines, "", *(f"- {v}" for v in verdicts)])
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('data', text)}")
-    return 0
+    return finish("data", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
 
 
 if __name__ == "__main__":

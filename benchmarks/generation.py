@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     add_run_flags,
     command_line,
+    finish,
     heading,
     interleave,
     median,
     paired_ratio,
     seconds,
     start,
-    write_section,
 )
 from peers import IdTokenizer, Shape, as_batch, available, core_config, hf_gpt2
 
@@ -126,11 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             verdicts.append("transformers not installed (pip install -e '.[bench]'): hf generate left out")
-    text = "\n".join([*lines, "", *(f"- {v}" for v in verdicts)])
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('generation', text)}")
-    return 0
+    return finish("generation", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_flags, command_line, heading, start, write_section
+from common import add_run_flags, command_line, finish, heading, start
 from core import adamw, train_steps
 from peers import Shape, contenders
 
@@ -208,11 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"calls ({CATEGORY_OF.get(name, 'other')})"
             for name, spent in ranked
         ]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('breakdown', text)}")
-    return 0
+    return finish("breakdown", lines, args.write)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ from common import (
     ab_row,
     add_run_flags,
     command_line,
+    finish,
     heading,
     interleave,
     median,
     round_ratios,
     seconds,
     start,
-    write_section,
 )
 from core import train_steps
 from peers import IdTokenizer, Shape, as_batch, core_config
@@ -124,11 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         lines.append(ab_row(dtype, steps["foreach"], steps["fused"]))
         print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('optimizer', text)}")
-    return 0
+    return finish("optimizer", lines, args.write)
 
 
 if __name__ == "__main__":

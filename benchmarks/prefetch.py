@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, command_line, heading, interleave, median, round_ratios, write_section
+from common import ROOT, command_line, finish, heading, interleave, median, round_ratios
 
 from modal_tf.datamodules.prefetch import OVERRIDE
 from recipes import short_fit
@@ -90,11 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 speed = f"{median(ratios):.3f}x | {min(ratios):.2f} - {max(ratios):.2f}" if side == "thread" else " | "
                 lines.append(f"| {recipe} | {side} | {cells[0]:.1f} | {cells[1]:.1%} | {cells[2]:.1f} | {speed} |")
                 print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('prefetch', text)}")
-    return 0
+    return finish("prefetch", lines, args.write)
 
 
 if __name__ == "__main__":

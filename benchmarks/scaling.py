@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_flags, apply_allocator, command_line, heading, median, seconds, start, write_section
+from common import add_run_flags, apply_allocator, command_line, finish, heading, median, seconds, start
 from core import adamw, flops_per_token
 from peers import IdTokenizer, Shape, as_batch, core_config
 
@@ -129,11 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{attention:.0%} | {result['peak_mib']:,.0f} |"
             )
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('scaling', text)}")
-    return 0
+    return finish("scaling", lines, args.write)
 
 
 if __name__ == "__main__":

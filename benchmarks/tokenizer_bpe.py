@@ -29,7 +29,7 @@ import tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_flags, command_line, heading, interleave, seconds, start, write_section
+from common import add_run_flags, command_line, finish, heading, interleave, seconds, start
 
 from modal_tf.tokenizers.bpe import BPETokenizer, _check_text
 
@@ -113,11 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     hf_seconds = megabytes / median["hf encode"]
     verdicts.append(f"wrapper alone: {alone * 1e3:.1f} ms per corpus = {alone / hf_seconds:.1%} of hf encode's time")
-    text = "\n".join([*lines, "", *verdicts])
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('tokenizer_bpe', text)}")
-    return 0
+    return finish("tokenizer_bpe", [*lines, "", *verdicts], args.write)
 
 
 if __name__ == "__main__":

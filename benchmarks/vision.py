@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     add_run_flags,
     command_line,
+    finish,
     heading,
     interleave,
     median,
     paired_ratio,
     seconds,
     start,
-    write_section,
 )
 from core import adamw
 
@@ -156,11 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{1 - med['ours + tokenize'] / med['ours']:.0%} of ours' rate; timm resnet18 / ours = "
             f"{med['timm resnet18'] / med['ours']:.2f}x"
         )
-    text = "\n".join([*lines, "", *(f"- {v}" for v in verdicts)])
-    print(text)
-    if args.write:
-        print(f"wrote {write_section('vision', text)}")
-    return 0
+    return finish("vision", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
 
 
 if __name__ == "__main__":
