@@ -2,12 +2,13 @@
 
 Each pair of runs trains one recipe through ``modal-tf fit`` for ``--steps`` steps with
 ``modal_tf.lit.DataWaitMonitor``, once with ``MODAL_TF_PREFETCH=1`` (thread) and once with ``=0`` (the workers'
-batches received on the training loop's thread, as DataLoader does), whatever the recipe's DataModule picks,
-in A B B A order (fresh processes, same seed). ``DataWaitMonitor``'s figures cover every step but the first
-two; per run: its last row (the whole run, as ``data.py`` reads it), giving the step time, the data-wait share
-and their sum per batch (step + wait: what a batch costs the loop). Ratios are paired per round; > 1 means the
-prefetch thread is faster. The audio DataModules turn the thread on, the others leave it
-off, after this comparison.
+batches received on the training loop's thread, as DataLoader does), whatever the recipe's DataModule picks, in A B
+B A order (fresh processes, same seed). ``DataWaitMonitor``'s figures cover every step but the first two of each
+epoch (290 of 300 steps on the audio keys recipe's 63-batch epochs; the skipped ones include each epoch's restart
+of the thread); per run: its last, end-of-run row (as ``data.py`` reads it), giving the step time, the data-wait
+share and their sum per batch (step + wait: what a batch costs the loop). Ratios are paired per round; > 1 means
+the prefetch thread is faster. The audio DataModules turn the thread on, the others leave it off, after this
+comparison.
 
     OMP_NUM_THREADS=1 python benchmarks/prefetch.py [--recipes audio/encoder_classify_keys] [--steps 300] [--write]
 """
@@ -35,7 +36,7 @@ SIDES = {"thread": "1", "loop": "0"}  # the value of MODAL_TF_PREFETCH per side
 
 def fit(recipe: str, steps: int, scratch: str, prefetch: str) -> dict[str, float]:
     """One ``modal-tf fit`` of ``steps`` steps without validation: step ms, wait share and step + wait ms (means over
-    the run's steps but the first two: ``DataWaitMonitor``'s last row)."""
+    the run's steps but the first two of each epoch: ``DataWaitMonitor``'s last row)."""
     folder = tempfile.mkdtemp(dir=scratch)
     command = short_fit(
         f"recipes/{recipe}.yaml", steps, folder, "--trainer.max_epochs=-1",
@@ -68,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Worker batches received on a prefetch thread",
         command_line("prefetch.py", argv),
         f"{args.steps} training steps per run through the CLI (recipe DataLoader settings, no validation), "
-        f"{args.rounds} runs per side in A B B A order; per run, DataWaitMonitor's whole-run figures (its last row)",
+        f"{args.rounds} runs per side in A B B A order; per run, DataWaitMonitor's end-of-run figures (its last "
+        "row: every step but the first two of each epoch)",
         allocator=False,
     )
     lines += [

@@ -110,7 +110,7 @@ class AudioDataModule(ModalDataModule):
         seed: Generation, augmentation and shuffling seed.
     """
 
-    prefetch_thread = True  # small batches of cached spectrograms, short steps: whole runs 1.10x, 1.22x (prefetch.py)
+    prefetch_thread = True  # small batches of cached spectrograms, short steps: whole runs ~1.1x (prefetch.py)
 
     def __init__(
         self, spec_augment: dict[str, Any] | None = None, batch_size: int = 64, num_workers: int = 0, seed: int = 0

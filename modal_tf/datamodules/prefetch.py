@@ -3,16 +3,16 @@
 A worker hands each tensor of a batch over as shared memory: with torch.multiprocessing's default
 ``file_descriptor`` strategy, one file descriptor per tensor, each fetched over a new connection to the worker's
 resource-sharer thread. Receiving one batch of four tensors took 2-3 ms on the 2-core CPU box, all of it on the
-training loop's path: ~10 % of a 26 ms step of ``audio/encoder_classify_keys``. ``PrefetchingLoader`` can
-receive the next batches on a background thread instead; the model's kernels release the GIL, so the receiving
-overlaps the step, and taking a received batch measured 0.2 ms. It is opt-in, like DataLoader's ``pin_memory``
-thread (which works the same way, but only when there is an accelerator to pin for): the thread's Python work
-still contends with the training loop's for the GIL. Whole runs (``benchmarks/prefetch.py``, two runs): 1.10x and
-1.22x faster with it on the audio keys recipe (4-tensor batches, 30 ms steps); 0.94x and 1.11x on
-``robot/decoder_bc``, whose data wait fell by 5 points both times while its step time moved either way — not
-settled, so only the audio DataModules turn it on.
-Without workers there is nothing to receive, so no thread is started. ``MODAL_TF_PREFETCH=1`` turns the thread
-on for every loader with workers, ``MODAL_TF_PREFETCH=0`` off for all (how the benchmark compares the two).
+training loop's path: ~10 % of a 26 ms step of ``audio/encoder_classify_keys``. ``PrefetchingLoader`` can receive
+the next batches on a background thread instead; the model's kernels release the GIL, so the receiving overlaps the
+step, and taking a received batch measured 0.2 ms. It is opt-in, like DataLoader's ``pin_memory`` thread (which
+works the same way, but only when there is an accelerator to pin for): the thread's Python work still contends with
+the training loop's for the GIL. Whole runs (``benchmarks/prefetch.py``, two runs, reduced differently): 1.10x and
+1.22x faster with it on the audio keys recipe (4-tensor batches, 30 ms steps; the wait it hides is worth ~1.09x,
+the rest of the second figure is the VM drifting); 0.94x and 1.11x on ``robot/decoder_bc``, whose data wait fell by
+5 points both times while its step time moved either way — not settled, so only the audio DataModules turn it on.
+Without workers there is nothing to receive, so no thread is started. ``MODAL_TF_PREFETCH=1`` turns the thread on
+for every loader with workers, ``MODAL_TF_PREFETCH=0`` off for all (how the benchmark compares the two).
 """
 
 from __future__ import annotations
