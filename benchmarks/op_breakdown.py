@@ -107,9 +107,9 @@ class Breakdown:
             self.run(self.steps)
             self.traced.append((time.perf_counter() - began) / self.steps)
 
-    def per_step(self, seconds: float) -> float:
-        """Milliseconds per step of ``seconds`` summed over every traced step."""
-        return seconds / (self.steps * len(self.traced)) * 1e3
+    def per_step(self, total: float) -> float:
+        """``total`` (summed over every traced step) per traced step."""
+        return total / (self.steps * len(self.traced))
 
     def step_ms(self, traced: bool) -> float:
         """Mean milliseconds per traced (or untraced) step over the rounds."""
@@ -120,7 +120,7 @@ class Breakdown:
         """Category -> milliseconds per step."""
         totals: defaultdict[str, float] = defaultdict(float)
         for name, spent in self.timer.seconds.items():
-            totals[CATEGORY_OF.get(name, "other")] += self.per_step(spent)
+            totals[CATEGORY_OF.get(name, "other")] += self.per_step(spent) * 1e3
         return totals
 
 
@@ -204,8 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += ["", f"ours {dtype}, the {args.top} slowest ops (ms per step, calls per step, category):", ""]
         ranked = sorted(ours.timer.seconds.items(), key=lambda item: -item[1])[: args.top]
         lines += [
-            f"- `{name}` {ours.per_step(spent):.1f} ms, {ours.timer.calls[name] / (ours.steps * args.rounds):.0f} "
-            f"calls ({CATEGORY_OF.get(name, 'other')})"
+            f"- `{name}` {ours.per_step(spent) * 1e3:.1f} ms, {ours.per_step(ours.timer.calls[name]):.0f} calls "
+            f"({CATEGORY_OF.get(name, 'other')})"
             for name, spent in ranked
         ]
     return finish("breakdown", lines, args.write)
