@@ -223,3 +223,29 @@ def test_transformer_bf16_autocast_gradients_match_fp32() -> None:
     torch.testing.assert_close(loss16, loss32, rtol=2e-2, atol=1e-3)
     for g16, g32 in zip(grads16, grads32, strict=True):
         assert (g16 - g32).norm() <= 0.05 * g32.norm() + 1e-4
+
+
+def test_the_core_compiles_to_one_graph_through_the_explicit_path() -> None:
+    """``torch.compile`` (inductor, no graph break) through causal fp32 blocks gives eager's values and gradients.
+
+    Inductor once mis-strided the forward's ``out=`` and dynamo cannot trace the backward's (``torch.compiler``
+    branches in ``ExplicitAttention``): 70 queries make two causal blocks, so both branches run.
+    """
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(dim=32, depth=1, num_heads=4, position="rope"), num_axes=1)
+    x = torch.randn(2, 70, 32)
+    coords = torch.arange(70).expand(2, -1)[..., None]  # (B, T, 1)
+    head_dim = torch.empty(2, 4, 70, 8, requires_grad=True)
+    assert uses_explicit(head_dim, head_dim, head_dim, dropout_p=0.0, is_causal=True)
+
+    def loss_and_grads(forward) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+        model.zero_grad()
+        loss = forward(x, coords=coords, causal=True).square().mean()
+        loss.backward()
+        return [loss.detach(), *(p.grad.clone() for p in model.parameters())]  # type: ignore[union-attr]
+
+    eager = loss_and_grads(model)
+    torch._dynamo.reset()
+    compiled = loss_and_grads(torch.compile(model, fullgraph=True))
+    for c, e in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6)

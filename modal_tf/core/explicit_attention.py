@@ -95,7 +95,8 @@ def attention(
 
     The explicit path runs for bf16/fp16 training and for causal fp32 training with short rows (``uses_explicit``);
     functorch transforms (``torch.func``) are not supported through it, as it is an old-style
-    ``autograd.Function``.
+    ``autograd.Function``; ``torch.compile`` traces it, forward and backward, into one graph (tested with inductor
+    and ``fullgraph=True``).
 
     Args:
         q: ``(B, H, T, Dh)`` queries.
@@ -219,8 +220,12 @@ class ExplicitAttention(torch.autograd.Function):
         for block in blocks:
             rows = block.stop - block.start
             # One pass gathers the block's queries into contiguous (N, rows, Dh) and applies the scale.
-            q_block = torch.mul(q[:, :, block.start : block.stop], scale, out=q.new_empty(batch, heads, rows, head_dim))
-            q_block = q_block.view(batch * heads, rows, head_dim)  # (N, rows, Dh)
+            q_rows = q[:, :, block.start : block.stop]
+            if torch.compiler.is_compiling():  # inductor mis-strides ``out=`` here, and fuses the two passes anyway
+                q_block = (q_rows * scale).reshape(batch * heads, rows, head_dim)
+            else:
+                q_block = torch.mul(q_rows, scale, out=q.new_empty(batch, heads, rows, head_dim))
+                q_block = q_block.view(batch * heads, rows, head_dim)  # (N, rows, Dh)
             k_block, v_block = key_prefix(k3, block.keys), key_prefix(v3, block.keys)  # (N, S', Dh) each
             scores = torch.bmm(q_block, k_block.transpose(1, 2))  # (N, rows, S')
             if block.bias is not None:  # bias broadcasts over (B, H, rows, S' - bias_from)
@@ -258,7 +263,10 @@ class ExplicitAttention(torch.autograd.Function):
             grad_probs = torch.bmm(g, key_prefix(v3, reach).transpose(1, 2))  # (N, rows, S')
             grad_scores = torch._softmax_backward_data(grad_probs, p, -1, p.dtype)  # (N, rows, S')
             grad_q_block = torch.bmm(grad_scores, key_prefix(k3, reach)).view(batch, heads, rows, head_dim)  # unscaled
-            torch.mul(grad_q_block.transpose(1, 2), ctx.scale, out=grad_q[:, start:stop])  # (B, rows, H, Dh)
+            if torch.compiler.is_compiling():  # dynamo traces no ``out=``; inductor fuses the two passes anyway
+                grad_q[:, start:stop] = grad_q_block.transpose(1, 2) * ctx.scale
+            else:
+                torch.mul(grad_q_block.transpose(1, 2), ctx.scale, out=grad_q[:, start:stop])  # (B, rows, H, Dh)
             grad_k[:, :reach].baddbmm_(grad_scores.transpose(1, 2), q_block, beta=beta)  # q_block carries the scale
         return (
             grad_q.transpose(1, 2) if ctx.needs_input_grad[0] else None,
