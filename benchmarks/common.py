@@ -31,8 +31,8 @@ Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a r
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
 SECTIONS = (
-    "core", "breakdown", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data", "prefetch",
-    "tokenizer_bpe", "actions",
+    "core", "breakdown", "compile", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data",
+    "prefetch", "tokenizer_bpe", "actions",
 )  # fmt: skip
 HEADER = """# Benchmarks
 

@@ -1,0 +1,99 @@
+"""``torch.compile`` against eager for our decoder and the SDPA reference: does compiling pay on this device?
+
+Each model trains ``core.py``'s decoder shape twice, once eager and once through ``torch.compile`` (inductor, its
+defaults), each copy from the same seed with its own AdamW, interleaved in A B B A rounds after warm-up calls that
+absorb compilation and recompilation. Reported per model and dtype: seconds per step, the compiled speed-up over
+eager (paired), and the compiled copy's first call (compile included; inductor's on-disk caches are turned off for
+this process, so it is a cold compile). Compile once and train many steps for the speed-up to matter; a speed-up
+below 1 means compiling costs time twice.
+
+    OMP_NUM_THREADS=1 python benchmarks/compile.py [--dtype bf16] [--rounds 5] [--device cuda] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ab_row, add_run_flags, command_line, finish, heading, interleave, seconds, start
+from core import adamw, train_steps
+from peers import Forward, IdTokenizer, RefGPT, Shape, as_batch, core_config
+
+from modal_tf.models import DecoderOnly
+
+
+def build(name: str, shape: Shape, device: torch.device) -> tuple[nn.Module, Forward]:
+    """A fresh ``name`` decoder (``ours`` or ``reference``) from seed 0, with its ids -> logits closure."""
+    torch.manual_seed(0)
+    if name == "ours":
+        model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab)).to(device)
+        return model, lambda ids: model({}, as_batch(ids))
+    reference = RefGPT(shape, causal=True).to(device)
+    return reference, reference
+
+
+def timer(
+    model: nn.Module, forward: Forward, ids: torch.Tensor, steps: int, bf16: bool, device: torch.device
+) -> Callable[[], float]:
+    """Seconds per training step of ``model`` through ``forward``, with its own optimizer."""
+    optimizer = adamw(model)
+    return lambda: seconds(lambda: train_steps(model, forward, optimizer, ids, ids, steps, bf16), device) / steps
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
+    p.add_argument("--rounds", type=int, default=6, help="A B B A rounds per model and dtype")
+    p.add_argument("--steps", type=int, default=2, help="training steps per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per copy first (compilation, recompiles)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_run_flags(p, "compile")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    start(args)
+    torch._inductor.config.fx_graph_cache = False  # cold compiles, so the first-call column means what it says
+    torch._inductor.config.autotune_local_cache = False
+    device = torch.device(args.device)
+    shape, batch = Shape(), 16
+    ids = torch.randint(0, shape.vocab, (batch, shape.seq), generator=torch.Generator().manual_seed(0)).to(device)
+    dtypes = ("fp32", "bf16") if args.dtype == "both" else (args.dtype,)
+    lines = heading(
+        "torch.compile vs eager",
+        command_line("compile.py", argv),
+        f"decoder, core.py's shape (vocab {shape.vocab}, dim {shape.dim}, depth {shape.depth}, heads {shape.heads}, "
+        f"seq {shape.seq}, batch {batch}); per model and dtype an eager and a compiled copy (inductor defaults), "
+        f"{args.warmup} untimed calls each, then {args.rounds} A B B A rounds of {args.steps} steps",
+        device,
+    )
+    header = "| model, dtype | eager s/step | compiled s/step | compiled speed-up (paired) | range | first call s |"
+    lines += ["", header]
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for dtype in dtypes:
+        bf16 = dtype == "bf16"
+        for name in ("ours", "reference"):
+            torch._dynamo.reset()
+            eager_model, eager_forward = build(name, shape, device)
+            compiled_model, forward = build(name, shape, device)
+            eager = timer(eager_model, eager_forward, ids, args.steps, bf16, device)
+            compiled = timer(compiled_model, torch.compile(forward), ids, args.steps, bf16, device)
+            begin = time.perf_counter()
+            compiled()  # the first of the warm-up calls, timed by hand: compilation included
+            first = time.perf_counter() - begin
+            times = interleave({"eager": eager, "compiled": compiled}, args.rounds, args.warmup, alternate=True)
+            lines.append(ab_row(f"{name}, {dtype}", times["eager"], times["compiled"]) + f" {first:.1f} |")
+            print(lines[-1], flush=True)
+    return finish("compile", lines, args.write)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
