@@ -25,7 +25,7 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
-# The side-by-side suite (issue #8): every script rewrites its section of BENCHMARKS.md. ~40 min on 2 CPU cores;
+# The side-by-side suite (issue #8): every script rewrites its section of BENCHMARKS.md. ~45 min on 2 CPU cores;
 # run it on an otherwise idle machine. Peers (x-transformers, HF transformers) come from the bench extra.
 BENCHES := core op_breakdown compile attention_paths allocator optimizer generation vision scaling data prefetch tokenizer_bpe actions
 $(VENV)/.bench-installed: $(STAMP)

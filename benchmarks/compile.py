@@ -3,9 +3,9 @@
 Each model trains ``core.py``'s decoder shape twice, once eager and once through ``torch.compile`` (inductor, its
 defaults), each copy from the same seed with its own AdamW, interleaved in A B B A rounds after warm-up calls that
 absorb compilation and recompilation. Reported per model and dtype: seconds per step, the compiled speed-up over
-eager (paired), and the compiled copy's first call (compile included; inductor's on-disk caches are turned off for
-this process, so it is a cold compile). Compile once and train many steps for the speed-up to matter; a speed-up
-below 1 means compiling costs time twice.
+eager (paired), and the compiled copy's first call: ``--steps`` training steps with the compilation, each model's
+in a fresh inductor cache (``fresh_cache``), so it is a cold compile. Compile once and train many steps for the
+speed-up to matter; a speed-up below 1 means compiling costs time twice.
 
     OMP_NUM_THREADS=1 python benchmarks/compile.py [--dtype bf16] [--rounds 5] [--device cuda] [--write]
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch._inductor.utils import fresh_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ab_row, add_run_flags, command_line, finish, heading, interleave, seconds, start
@@ -61,8 +62,6 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     start(args)
-    torch._inductor.config.fx_graph_cache = False  # cold compiles, so the first-call column means what it says
-    torch._inductor.config.autotune_local_cache = False
     device = torch.device(args.device)
     shape, batch = Shape(), 16
     ids = torch.randint(0, shape.vocab, (batch, shape.seq), generator=torch.Generator().manual_seed(0)).to(device)
@@ -72,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command_line("compile.py", argv),
         f"decoder, core.py's shape (vocab {shape.vocab}, dim {shape.dim}, depth {shape.depth}, heads {shape.heads}, "
         f"seq {shape.seq}, batch {batch}); per model and dtype an eager and a compiled copy (inductor defaults), "
-        f"{args.warmup} untimed calls each, then {args.rounds} A B B A rounds of {args.steps} steps",
+        f"{args.warmup} untimed calls each (the compiled copy one more, its first: compilation and {args.steps} "
+        f"steps, in a fresh inductor cache), then {args.rounds} A B B A rounds of {args.steps} steps",
         device,
     )
     header = "| model, dtype | eager s/step | compiled s/step | compiled speed-up (paired) | range | first call s |"
@@ -86,9 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             compiled_model, forward = build(name, shape, device)
             eager = timer(eager_model, eager_forward, ids, args.steps, bf16, device)
             compiled = timer(compiled_model, torch.compile(forward), ids, args.steps, bf16, device)
-            begin = time.perf_counter()
-            compiled()  # the first of the warm-up calls, timed by hand: compilation included
-            first = time.perf_counter() - begin
+            with fresh_cache():  # a cold compile: no kernels from earlier runs or rows
+                begin = time.perf_counter()
+                compiled()  # an extra untimed call, timed by hand: the compilation and --steps steps
+                first = time.perf_counter() - begin
             times = interleave({"eager": eager, "compiled": compiled}, args.rounds, args.warmup, alternate=True)
             lines.append(ab_row(f"{name}, {dtype}", times["eager"], times["compiled"]) + f" {first:.1f} |")
             print(lines[-1], flush=True)

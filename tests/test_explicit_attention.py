@@ -3,6 +3,8 @@ should be."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -228,17 +230,18 @@ def test_transformer_bf16_autocast_gradients_match_fp32() -> None:
 def test_the_core_compiles_to_one_graph_through_the_explicit_path() -> None:
     """``torch.compile`` (inductor, no graph break) through causal fp32 blocks gives eager's values and gradients.
 
-    Inductor once mis-strided the forward's ``out=`` and dynamo cannot trace the backward's (``torch.compiler``
-    branches in ``ExplicitAttention``): 70 queries make two causal blocks, so both branches run.
+    Inductor (torch 2.14) mis-strided the forward's ``out=`` and dynamo cannot trace the backward's (the
+    ``torch.compiler`` branches in ``ExplicitAttention``); 70 queries make two causal blocks, so the backward's
+    accumulating GEMMs (``beta=1``) are traced too.
     """
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(dim=32, depth=1, num_heads=4, position="rope"), num_axes=1)
     x = torch.randn(2, 70, 32)
     coords = torch.arange(70).expand(2, -1)[..., None]  # (B, T, 1)
-    head_dim = torch.empty(2, 4, 70, 8, requires_grad=True)
-    assert uses_explicit(head_dim, head_dim, head_dim, dropout_p=0.0, is_causal=True)
+    probe = torch.empty(2, 4, 70, 8, requires_grad=True)  # this model's (B, H, T, Dh) queries, keys and values
+    assert uses_explicit(probe, probe, probe, dropout_p=0.0, is_causal=True)
 
-    def loss_and_grads(forward) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+    def loss_and_grads(forward: Callable[..., torch.Tensor]) -> list[torch.Tensor]:
         model.zero_grad()
         loss = forward(x, coords=coords, causal=True).square().mean()
         loss.backward()
@@ -249,3 +252,16 @@ def test_the_core_compiles_to_one_graph_through_the_explicit_path() -> None:
     compiled = loss_and_grads(torch.compile(model, fullgraph=True))
     for c, e in zip(compiled, eager, strict=True):
         torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_explicit_attention_compiles_to_eager_values() -> None:
+    """The padding-mask path (a query row that reaches no key is zeroed) under ``torch.compile(fullgraph=True)``."""
+    mask = padding_mask(5)
+    mask[0, ..., :] = False  # row 0 reaches nothing: its output and gradients must be zero, compiled too
+    tensors = qkv(torch.float64, 6, 5)
+    eager = outputs_and_grads(explicit_attention, tensors, mask=mask)
+    torch._dynamo.reset()
+    compiled = outputs_and_grads(torch.compile(explicit_attention, fullgraph=True), tensors, mask=mask)
+    assert eager[0][0].abs().max() == 0
+    for name, c, e in zip(("out", "dq", "dk", "dv"), compiled, eager, strict=True):
+        torch.testing.assert_close(c, e, rtol=1e-12, atol=1e-12, msg=name)

@@ -215,14 +215,15 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     assert checkpoint["global_step"] == 3  # 320 samples / (2 ranks x 64) rounded up
 
 
-def test_compiled_model_trains_like_eager_and_its_checkpoint_loads_into_eager(tmp_path: Path) -> None:
-    """``model.compile_model=true`` compiles the net in place: same checkpoint keys, weights close to eager's."""
+def test_compile_callback_trains_like_eager_and_checkpoints_stay_eager(tmp_path: Path) -> None:
+    """``CompileModel`` compiles the net in place: the eager checkpoint keys, weights close to an eager run's."""
     from torch._dynamo.utils import counters
 
     common = [*TINY, "--model.transformer.dropout=0.0", "--trainer.max_steps=3"]  # no dropout: RNG streams differ
     torch._dynamo.reset()
     counters.clear()
-    main(["fit", *common, "--model.compile_model=true", f"--trainer.logger.init_args.save_dir={tmp_path / 'c'}"])
+    compile_callback = "--trainer.callbacks+=modal_tf.lit.CompileModel"
+    main(["fit", *common, compile_callback, f"--trainer.logger.init_args.save_dir={tmp_path / 'c'}"])
     assert counters["stats"]["unique_graphs"] >= 1, "nothing was compiled"
     main(["fit", *common, f"--trainer.logger.init_args.save_dir={tmp_path / 'e'}"])
     compiled, eager = (next((tmp_path / run).glob("**/last.ckpt")) for run in ("c", "e"))
@@ -233,5 +234,17 @@ def test_compiled_model_trains_like_eager_and_its_checkpoint_loads_into_eager(tm
         if key.endswith("attn.qkv.bias"):  # the key bias has a zero gradient (softmax ignores a per-row shift), so
             value, expected = value.view(3, -1)[0::2], expected.view(3, -1)[0::2]  # AdamW follows round-off: q, v
         torch.testing.assert_close(value, expected, rtol=1e-4, atol=1e-5, msg=key)
-    module = ModalModule.from_checkpoint(str(compiled))
-    assert module.compile_model
+    ModalModule.from_checkpoint(str(compiled))  # strict load into an eager module
+
+
+def test_compile_callback_refuses_bad_arguments_and_modules_without_a_net() -> None:
+    from lightning.pytorch import LightningModule
+
+    from modal_tf.lit import CompileModel
+
+    with pytest.raises(ValueError, match=r"CompileModel\.mode must be one of .* got 'fast'"):
+        CompileModel(mode="fast")
+    with pytest.raises(ValueError, match=r"CompileModel\.dynamic"):
+        CompileModel(dynamic="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got LightningModule with net=NoneType"):
+        CompileModel().compile(LightningModule())

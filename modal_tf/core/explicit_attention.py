@@ -95,8 +95,8 @@ def attention(
 
     The explicit path runs for bf16/fp16 training and for causal fp32 training with short rows (``uses_explicit``);
     functorch transforms (``torch.func``) are not supported through it, as it is an old-style
-    ``autograd.Function``; ``torch.compile`` traces it, forward and backward, into one graph (tested with inductor
-    and ``fullgraph=True``).
+    ``autograd.Function``; ``torch.compile`` traces it, forward and backward, without a graph break (tested with
+    inductor and ``fullgraph=True``).
 
     Args:
         q: ``(B, H, T, Dh)`` queries.
@@ -221,7 +221,7 @@ class ExplicitAttention(torch.autograd.Function):
             rows = block.stop - block.start
             # One pass gathers the block's queries into contiguous (N, rows, Dh) and applies the scale.
             q_rows = q[:, :, block.start : block.stop]
-            if torch.compiler.is_compiling():  # inductor mis-strides ``out=`` here, and fuses the two passes anyway
+            if torch.compiler.is_compiling():  # inductor (torch 2.14) mis-strides ``out=``; fuses the passes anyway
                 q_block = (q_rows * scale).reshape(batch * heads, rows, head_dim)
             else:
                 q_block = torch.mul(q_rows, scale, out=q.new_empty(batch, heads, rows, head_dim))

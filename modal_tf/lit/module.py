@@ -70,11 +70,6 @@ class ModalModule(pl.LightningModule):
             or skips that batch's update (``skip``; each skip is logged as ``train/skipped``).
         num_slots: With ``shape: encoder_only`` on a generation task, target tokens predicted in
             parallel (content plus EOS; e.g. an action chunk's steps x dims + 1).
-        compile_model: Compile the network with ``torch.compile`` (inductor defaults) as soon as it is built,
-            in place (``nn.Module.compile``), so checkpoints keep their keys and load into eager modules. The
-            first training and validation steps pay the compile (~40 s for ``benchmarks/compile.py``'s decoder
-            on one CPU thread); generation's decoding steps stay eager. On CPU it measured ~1.0x eager
-            (``benchmarks/compile.py``), so it is off by default; it is meant for GPUs, where it was not measured.
     """
 
     def __init__(
@@ -90,7 +85,6 @@ class ModalModule(pl.LightningModule):
         nonfinite: Literal["raise", "skip"] = "raise",
         num_slots: int = 16,
         timm_stem: str = "",
-        compile_model: bool = False,
     ) -> None:
         super().__init__()
         if shape not in SHAPES:
@@ -106,7 +100,6 @@ class ModalModule(pl.LightningModule):
             raise ValueError(f"model.nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
         self.nonfinite = nonfinite
         self.num_slots = num_slots
-        self.compile_model = compile_model
         self.batches_trained = 0  # restored from checkpoints; drives exact mid-epoch resume
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         # Plain types only, so checkpoints load with torch.load(weights_only=True).
@@ -123,7 +116,6 @@ class ModalModule(pl.LightningModule):
                 "nonfinite": nonfinite,
                 "num_slots": num_slots,
                 "timm_stem": timm_stem,
-                "compile_model": compile_model,
             }
         )
         self.task: TaskSpec | None = None
@@ -149,8 +141,6 @@ class ModalModule(pl.LightningModule):
             self.timm_stem,
         )
         self.no_decay = no_decay_ids(self.net)  # now, while the shapes are the real ones (FSDP flattens them)
-        if self.compile_model:
-            self.net.compile()  # in place: the parameters and their state_dict keys stay those of the eager net
         if task.kind == "classify":
             for stage in ("train", "val", "test"):
                 metric = torchmetrics.Accuracy(task="multiclass", num_classes=len(task.class_names))
