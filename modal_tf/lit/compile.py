@@ -8,18 +8,21 @@ the network's own methods and stays eager.
 
 Use it from the CLI: ``modal-tf fit --config ... --trainer.callbacks+=modal_tf.lit.CompileModel``.
 
-On this 2-core CPU it does not pay (``benchmarks/compile.py``: 0.89-1.00x eager per step over two runs, after
-about a minute of cold compiling), so no recipe turns it on; it is meant for GPUs, where it was not measured, nor
-under DDP or FSDP.
+On this 2-core CPU it did not pay (``benchmarks/compile.py``; figures in BENCHMARKS.md), so no recipe turns it on.
+It was not measured on GPUs, nor under DDP or FSDP.
 """
 
 from __future__ import annotations
+
+import weakref
+from typing import Literal, get_args
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's own
+Mode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]  # torch.compile's modes
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 class CompileModel(Callback):
@@ -31,14 +34,14 @@ class CompileModel(Callback):
             short last batch), True from the start, False recompiles per shape.
     """
 
-    def __init__(self, mode: str = "default", dynamic: bool | None = None) -> None:
+    def __init__(self, mode: Mode = "default", dynamic: bool | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"CompileModel.mode must be one of {MODES}, got {mode!r}")
         if dynamic is not None and not isinstance(dynamic, bool):
-            raise ValueError(f"CompileModel.dynamic must be true, false or null, got {dynamic!r}")
+            raise TypeError(f"CompileModel.dynamic must be true, false or null, got {dynamic!r}")
         self.mode = mode
         self.dynamic = dynamic
-        self.compiled: list[nn.Module] = []  # networks compiled so far (a module is compiled once)
+        self.compiled: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # networks compiled so far (each once)
 
     def compile(self, pl_module: pl.LightningModule) -> None:
         """Compile ``pl_module.net`` unless already done."""
@@ -48,10 +51,10 @@ class CompileModel(Callback):
                 f"CompileModel compiles a module's built network (`net`, as ModalModule has), "
                 f"got {type(pl_module).__name__} with net={type(net).__name__}"
             )
-        if any(net is done for done in self.compiled):
+        if net in self.compiled:
             return
         net.compile(mode=self.mode, dynamic=self.dynamic)
-        self.compiled.append(net)
+        self.compiled.add(net)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.compile(pl_module)
