@@ -230,9 +230,9 @@ def test_transformer_bf16_autocast_gradients_match_fp32() -> None:
 def test_the_core_compiles_to_one_graph_through_the_explicit_path() -> None:
     """``torch.compile`` (inductor, no graph break) through causal fp32 blocks gives eager's values and gradients.
 
-    Inductor (torch 2.14) mis-strided the forward's ``out=`` and dynamo cannot trace the backward's (the
-    ``torch.compiler`` branches in ``ExplicitAttention``); 70 queries make two causal blocks, so the backward's
-    accumulating GEMMs (``beta=1``) are traced too.
+    Inductor (torch 2.14) mis-strided the forward's ``out=`` and dynamo cannot trace the backward's (hence
+    ``scaled_into``'s compiled form); 70 queries make two causal blocks, so the backward's accumulating GEMMs
+    (``beta=1``) are traced too.
     """
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(dim=32, depth=1, num_heads=4, position="rope"), num_axes=1)

@@ -195,6 +195,18 @@ def key_prefix(keys: Tensor, count: int) -> Tensor:
     return prefix.contiguous() if keys.dtype in LOW_PRECISION else prefix
 
 
+def scaled_into(out: Tensor, source: Tensor, scale: float) -> Tensor:
+    """Write ``source * scale`` into ``out`` (any strides) in one pass; returns ``out``.
+
+    Eager, that is ``torch.mul(..., out=out)``. Under ``torch.compile`` it is ``out.copy_(source * scale)``: dynamo
+    does not trace ``out=`` (a graph break) and inductor (torch 2.14) gave the result the wrong strides; inductor
+    fuses the product and the copy into one pass anyway.
+    """
+    if torch.compiler.is_compiling():
+        return out.copy_(source * scale)
+    return torch.mul(source, scale, out=out)
+
+
 class ExplicitAttention(torch.autograd.Function):
     """softmax(Q Kᵀ / sqrt(Dh) + bias) V as batched GEMMs over query blocks, with the textbook backward.
 
@@ -220,12 +232,8 @@ class ExplicitAttention(torch.autograd.Function):
         for block in blocks:
             rows = block.stop - block.start
             # One pass gathers the block's queries into contiguous (N, rows, Dh) and applies the scale.
-            q_rows = q[:, :, block.start : block.stop]
-            if torch.compiler.is_compiling():  # inductor (torch 2.14) mis-strides ``out=``; fuses the passes anyway
-                q_block = (q_rows * scale).reshape(batch * heads, rows, head_dim)
-            else:
-                q_block = torch.mul(q_rows, scale, out=q.new_empty(batch, heads, rows, head_dim))
-                q_block = q_block.view(batch * heads, rows, head_dim)  # (N, rows, Dh)
+            q_block = scaled_into(q.new_empty(batch, heads, rows, head_dim), q[:, :, block.start : block.stop], scale)
+            q_block = q_block.view(batch * heads, rows, head_dim)  # (N, rows, Dh)
             k_block, v_block = key_prefix(k3, block.keys), key_prefix(v3, block.keys)  # (N, S', Dh) each
             scores = torch.bmm(q_block, k_block.transpose(1, 2))  # (N, rows, S')
             if block.bias is not None:  # bias broadcasts over (B, H, rows, S' - bias_from)
@@ -263,10 +271,7 @@ class ExplicitAttention(torch.autograd.Function):
             grad_probs = torch.bmm(g, key_prefix(v3, reach).transpose(1, 2))  # (N, rows, S')
             grad_scores = torch._softmax_backward_data(grad_probs, p, -1, p.dtype)  # (N, rows, S')
             grad_q_block = torch.bmm(grad_scores, key_prefix(k3, reach)).view(batch, heads, rows, head_dim)  # unscaled
-            if torch.compiler.is_compiling():  # dynamo traces no ``out=``; inductor fuses the two passes anyway
-                grad_q[:, start:stop] = grad_q_block.transpose(1, 2) * ctx.scale
-            else:
-                torch.mul(grad_q_block.transpose(1, 2), ctx.scale, out=grad_q[:, start:stop])  # (B, rows, H, Dh)
+            scaled_into(grad_q[:, start:stop], grad_q_block.transpose(1, 2), ctx.scale)  # (B, rows, H, Dh)
             grad_k[:, :reach].baddbmm_(grad_scores.transpose(1, 2), q_block, beta=beta)  # q_block carries the scale
         return (
             grad_q.transpose(1, 2) if ctx.needs_input_grad[0] else None,
