@@ -27,7 +27,7 @@ test: lint
 
 # The side-by-side suite (issue #8): every script rewrites its section of BENCHMARKS.md. ~45 min on 2 CPU cores;
 # run it on an otherwise idle machine. Peers (x-transformers, HF transformers) come from the bench extra.
-BENCHES := core op_breakdown compile attention_paths allocator optimizer generation vision scaling data prefetch tokenizer_bpe actions
+BENCHES := core op_breakdown precision compile attention_paths allocator optimizer generation vision scaling data prefetch tokenizer_bpe actions
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	@touch $@

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, command_line, finish, heading, interleave, median, paired_ratio
+from common import ROOT, command_line, dtypes_to_measure, finish, heading, interleave, median, paired_ratio
 
 from modal_tf.lit.allocator import OPT_OUT
 from recipes import last_metrics, short_fit
@@ -73,13 +73,15 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipe", default="text/decoder_lm", help="recipes/<RECIPE>.yaml")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--precision", default="bf16-mixed")
+    p.add_argument("--precision", help="default: bf16-mixed where bf16 runs on fast kernels, else 32-true")
     p.add_argument("--write", action="store_true", help="replace the 'allocator' section of BENCHMARKS.md")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    if args.precision is None:
+        args.precision = "bf16-mixed" if "bf16" in dtypes_to_measure("both")[0] else "32-true"
     with tempfile.TemporaryDirectory() as scratch:
         sides = {
             side: partial(fit, args.recipe, args.steps, args.precision, scratch, system)

@@ -40,10 +40,9 @@ from common import (
     start,
 )
 from core import adamw, train_steps
-from peers import IdTokenizer, Shape, as_batch, core_config
+from peers import Shape, ours_decoder
 
 from modal_tf.core import explicit_attention as explicit
-from modal_tf.models import DecoderOnly
 
 TOKENS, HEADS, HEAD_DIM = 4096, 4, 64
 Kernel = Callable[..., Tensor]
@@ -79,10 +78,8 @@ def prefix_seconds(copy: bool, dtype: torch.dtype, length: int) -> float:
 
 def step_seconds(length: int, fp32_explicit: bool) -> Callable[[], float]:
     """Seconds per fp32 decoder training step at ``T = length``, with or without the fp32 explicit path."""
-    torch.manual_seed(0)
     shape = Shape(seq=length)
-    model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab))
-    forward = lambda ids: model({}, as_batch(ids))  # noqa: E731
+    model, forward = ours_decoder(shape)
     opt = adamw(model)
     ids = torch.randint(0, shape.vocab, (TOKENS // length, length), generator=torch.Generator().manual_seed(0))
     shipped = explicit.uses_explicit

@@ -25,21 +25,23 @@ import torch
 
 from modal_tf.allocator import allocator_state, keep_freed_memory
 from modal_tf.compare.measure import cpu_name
+from modal_tf.core.cpu_support import fast_cpu_matmul
 
 ROOT = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a record of resource use)
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
 SECTIONS = (
-    "core", "breakdown", "compile", "attention", "allocator", "optimizer", "generation", "vision", "scaling", "data",
-    "prefetch", "tokenizer_bpe", "actions",
+    "core", "breakdown", "precision", "compile", "attention", "allocator", "optimizer", "generation", "vision",
+    "scaling", "data", "prefetch", "tokenizer_bpe", "actions",
 )  # fmt: skip
 HEADER = """# Benchmarks
 
 Measured by `make bench` (or each script alone) on the machine named in each section. Contenders run in one
 process, interleaved after warm-up; figures are medians over rounds, ratios are ours / theirs (> 1: ours is
 faster; "paired": the median of per-round ratios, robust to the VM's speed drifting between rounds). Each section is
-replaced when its script runs again with `--write`. Nothing here is asserted by the test suite: these are
+replaced when its script runs again with `--write` on the same kind of machine (CPU model and instruction set, or
+GPU, named in its title); runs on other kinds sit beside it. Nothing here is asserted by the test suite: these are
 measurements, not pass/fail checks. This shared 2-core VM's speed drifts by tens of percent within minutes (most
 under bf16/AMX), so a single ratio is trustworthy to roughly +-10 %.
 """
@@ -56,6 +58,45 @@ def machine(device: torch.device | str = "cpu", allocator: bool = True) -> str:
         f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}"
         + (f"; {allocator_state()}" if device.type == "cpu" and allocator else "")
     )
+
+
+def instruction_set() -> str:
+    """The widest CPU instructions torch's kernels use here: ``AMX``, ``AVX512``, else torch's own name (``AVX2``)."""
+    if torch.cpu._is_amx_tile_supported():
+        return "AMX"
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def machine_label(device: torch.device | str = "cpu") -> str:
+    """The kind of machine a run measures, e.g. ``AMD EPYC, AVX2`` or a GPU's name: runs on one kind compare."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = " ".join(re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b|@.*", " ", cpu_name()).split())  # Intel(R) Xeon(R)
+    return f"{name}, {instruction_set()}"
+
+
+def machine_key(device: torch.device | str = "cpu") -> str:
+    """``machine_label`` as a BENCHMARKS.md section key: ``amd-epyc-avx2``."""
+    return re.sub(r"[^a-z0-9]+", "-", machine_label(device).lower()).strip("-")
+
+
+def dtypes_to_measure(requested: str, device: torch.device | str = "cpu") -> tuple[tuple[str, ...], list[str]]:
+    """The dtypes a ``--dtype`` flag asks for, and notes on any left out.
+
+    ``both`` means fp32 and bf16, but bf16 only where it runs on fast kernels (CUDA, or a CPU with them:
+    ``modal_tf.core.cpu_support``): on an AVX2-only CPU a bf16 step takes ~21x fp32's (``precision.py``), so a
+    bf16 row would take hours and measure torch's fallback kernel, not our code. Asking for ``bf16`` alone runs it.
+    """
+    if requested != "both":
+        return (requested,), []
+    if torch.device(device).type != "cpu" or fast_cpu_matmul(torch.bfloat16):
+        return ("fp32", "bf16"), []
+    note = (
+        f"bf16 not measured: this CPU ({machine_label(device)}) has no fast bf16 matrix kernels, so torch runs them "
+        "on a loop kernel (benchmarks/precision.py measures how much slower); pass --dtype bf16 to measure it anyway"
+    )
+    return ("fp32",), [note]
 
 
 def add_run_flags(parser: argparse.ArgumentParser, section: str, allocator: bool = True) -> None:
@@ -189,32 +230,38 @@ def training_flops_per_token(params: int, layers: int, heads: int, head_dim: int
     return 6 * params + 12 * layers * heads * head_dim * seq
 
 
-def write_section(key: str, text: str) -> Path:
-    """Put ``text`` into ``BENCHMARKS.md`` as the section ``key``, replacing its previous run."""
+def write_section(key: str, machine: str, text: str) -> Path:
+    """Put ``text`` into ``BENCHMARKS.md`` as the section ``key`` of ``machine`` (a ``machine_key``), replacing that
+    machine's previous run; sections follow ``SECTIONS``, each kind of machine in name order within one."""
     if key not in SECTIONS:
         raise ValueError(f"key must be one of {SECTIONS}, got {key!r}")
     existing = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.is_file() else HEADER
-    found = dict(re.findall(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->\n", existing, flags=re.S))
-    found[key] = f"{text.rstrip()}\n"
+    marker = r"<!-- bench:(\w+)@([\w-]+) -->\n(.*?)<!-- /bench:\1@\2 -->\n"
+    found = {(name, kind): body for name, kind, body in re.findall(marker, existing, flags=re.S)}
+    found[key, machine] = f"{text.rstrip()}\n"
     body = "".join(
-        f"\n<!-- bench:{name} -->\n{found[name]}<!-- /bench:{name} -->\n" for name in SECTIONS if name in found
+        f"\n<!-- bench:{name}@{kind} -->\n{found[name, kind]}<!-- /bench:{name}@{kind} -->\n"
+        for name, kind in sorted(found, key=lambda pair: (SECTIONS.index(pair[0]), pair[1]))
     )
     BENCHMARKS_MD.write_text(HEADER + body, encoding="utf-8")
     return BENCHMARKS_MD
 
 
-def finish(section: str, lines: Sequence[str], write: bool) -> int:
-    """Print a script's report (``lines``) and, if ``write``, make it the BENCHMARKS.md ``section``; the exit code."""
+def finish(section: str, lines: Sequence[str], write: bool, device: torch.device | str = "cpu") -> int:
+    """Print a script's report (``lines``) and, if ``write``, make it the BENCHMARKS.md ``section`` of this kind of
+    machine (``machine_key(device)``); the exit code."""
     text = "\n".join(lines)
     print(text)
     if write:
-        print(f"wrote {write_section(section, text)}")
+        print(f"wrote {write_section(section, machine_key(device), text)}")
     return 0
 
 
 def heading(
     title: str, command: str, details: str, device: torch.device | str = "cpu", allocator: bool = True
 ) -> list[str]:
-    """The first lines of every section: title with date, the command, the machine, the setup."""
+    """The first lines of every section: title with the kind of machine and the date, the command, the machine in
+    detail, the setup."""
     where = machine(device, allocator)
-    return [f"## {title} ({datetime.date.today().isoformat()})", "", f"`{command}`", "", where, "", details]
+    title = f"## {title}, {machine_label(device)} ({datetime.date.today().isoformat()})"
+    return [title, "", f"`{command}`", "", where, "", details]

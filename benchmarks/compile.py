@@ -23,19 +23,17 @@ from torch import nn
 from torch._inductor.utils import fresh_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ab_row, add_run_flags, command_line, finish, heading, interleave, seconds, start
+from common import ab_row, add_run_flags, command_line, dtypes_to_measure, finish, heading, interleave, seconds, start
 from core import adamw, train_steps
-from peers import Forward, IdTokenizer, RefGPT, Shape, as_batch, core_config
-
-from modal_tf.models import DecoderOnly
+from peers import Forward, RefGPT, Shape, ours_decoder
 
 
 def build(name: str, shape: Shape, device: torch.device) -> tuple[nn.Module, Forward]:
     """A fresh ``name`` decoder (``ours`` or ``reference``) from seed 0, with its ids -> logits closure."""
-    torch.manual_seed(0)
     if name == "ours":
-        model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab)).to(device)
-        return model, lambda ids: model({}, as_batch(ids))
+        model, forward = ours_decoder(shape)
+        return model.to(device), forward
+    torch.manual_seed(0)
     reference = RefGPT(shape, causal=True).to(device)
     return reference, reference
 
@@ -50,7 +48,12 @@ def timer(
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "both"),
+        default="both",
+        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
+    )
     p.add_argument("--rounds", type=int, default=6, help="A B B A rounds per model and dtype")
     p.add_argument("--steps", type=int, default=2, help="training steps per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per copy first (compilation, recompiles)")
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(args.device)
     shape, batch = Shape(), 16
     ids = torch.randint(0, shape.vocab, (batch, shape.seq), generator=torch.Generator().manual_seed(0)).to(device)
-    dtypes = ("fp32", "bf16") if args.dtype == "both" else (args.dtype,)
+    dtypes, dtype_notes = dtypes_to_measure(args.dtype, device)
     lines = heading(
         "torch.compile vs eager",
         command_line("compile.py", argv),
@@ -93,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             times = interleave({"eager": eager, "compiled": compiled}, args.rounds, args.warmup, alternate=True)
             lines.append(ab_row(f"{name}, {dtype}", times["eager"], times["compiled"]) + f" {first:.1f} |")
             print(lines[-1], flush=True)
-    return finish("compile", lines, args.write)
+    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
+    return finish("compile", lines, args.write, device)
 
 
 if __name__ == "__main__":

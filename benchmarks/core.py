@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     add_run_flags,
     command_line,
+    dtypes_to_measure,
     finish,
     gemm_flops,
     heading,
@@ -131,7 +132,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name, default in (("steps", 3), ("warmup", 1), ("rounds", 5)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--mode", choices=("decoder", "encoder", "both"), default="both")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "both"),
+        default="both",
+        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_run_flags(p, "core")
     return p.parse_args(argv)
@@ -148,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens = args.steps * args.batch * args.seq
     work = flops_per_token(shape)
     modes = ("decoder", "encoder") if args.mode == "both" else (args.mode,)
-    dtypes = ("fp32", "bf16") if args.dtype == "both" else (args.dtype,)
+    dtypes, dtype_notes = dtypes_to_measure(args.dtype, device)
     lines = heading(
         "Core training-step throughput",
         command_line("core.py", argv),
@@ -160,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     lines += ["", "| mode | dtype | model | params | tokens/s (median) | min - max | MFU | ours / model (paired) |"]
     lines.append("|---|---|---|---:|---:|---:|---:|---:|")
-    verdicts: list[str] = []
+    verdicts: list[str] = list(dtype_notes)
     for mode in modes:
         models, notes = contenders(shape, causal=mode == "decoder")
         for module, _ in models.values():
@@ -215,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spread = (max(params.values()) - min(params.values())) / max(params.values())
         verdicts.append(f"{mode}: parameter counts differ by at most {spread:.1%}")
         verdicts += [f"{mode}: {note}" for note in notes]
-    return finish("core", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
+    return finish("core", [*lines, "", *(f"- {v}" for v in verdicts)], args.write, device)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,9 @@ from common import (
     seconds,
     start,
 )
-from peers import IdTokenizer, Shape, as_batch, available, core_config, hf_gpt2
+from peers import Shape, as_batch, available, hf_gpt2, ours_decoder
 
-from modal_tf.models import DecoderOnly, GenerationConfig
+from modal_tf.models import GenerationConfig
 
 CACHE_VS_HF, CACHE_VS_RECOMPUTE = 1.0, 5.0
 
@@ -58,8 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start(args)
     device = torch.device(args.device)
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, seq=args.prompt + args.new)
-    torch.manual_seed(0)
-    ours = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab)).to(device).eval()
+    ours = ours_decoder(shape)[0].to(device).eval()
     hf = hf_gpt2(shape).to(device).eval() if available("transformers") else None
     lines = heading(
         "Generation throughput (greedy)",
@@ -126,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             verdicts.append("transformers not installed (pip install -e '.[bench]'): hf generate left out")
-    return finish("generation", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
+    return finish("generation", [*lines, "", *(f"- {v}" for v in verdicts)], args.write, device)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_flags, command_line, finish, heading, start
+from common import add_run_flags, command_line, dtypes_to_measure, finish, heading, start
 from core import adamw, train_steps
 from peers import Shape, contenders
 
@@ -127,7 +127,9 @@ class Breakdown:
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["ours", "reference"], help="contenders from peers.py")
-    p.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    p.add_argument(
+        "--dtypes", nargs="+", choices=("fp32", "bf16"), help="default: fp32, and bf16 where it runs on fast kernels"
+    )
     p.add_argument("--steps", type=int, default=2, help="steps per round, untraced and traced each")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--top", type=int, default=12, help="ops listed for ours")
@@ -138,6 +140,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     start(args)
+    dtype_notes: list[str] = []
+    if args.dtypes is None:
+        args.dtypes, dtype_notes = dtypes_to_measure("both")
     shape, batch = Shape(), 16
     models, _ = contenders(shape, causal=True)
     unknown = sorted(set(args.models) - set(models))
@@ -208,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({CATEGORY_OF.get(name, 'other')})"
             for name, spent in ranked
         ]
+    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
     return finish("breakdown", lines, args.write)
 
 

@@ -26,6 +26,7 @@ from common import (
     ab_row,
     add_run_flags,
     command_line,
+    dtypes_to_measure,
     finish,
     heading,
     interleave,
@@ -35,9 +36,7 @@ from common import (
     start,
 )
 from core import train_steps
-from peers import IdTokenizer, Shape, as_batch, core_config
-
-from modal_tf.models import DecoderOnly
+from peers import Shape, as_batch, ours_decoder
 
 KERNELS: dict[str, dict[str, bool]] = {
     "for-loop": {"foreach": False},
@@ -48,8 +47,7 @@ KERNELS: dict[str, dict[str, bool]] = {
 
 def decoder(shape: Shape) -> nn.Module:
     """core.py's decoder at ``shape``, from the same seed every call."""
-    torch.manual_seed(0)
-    return DecoderOnly(core_config(shape), IdTokenizer(shape.vocab))
+    return ours_decoder(shape)[0]
 
 
 def step_seconds(model: nn.Module, kernel: dict[str, bool], steps: int) -> Callable[[], float]:
@@ -116,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids = torch.randint(0, shape.vocab, (16, shape.seq), generator=torch.Generator().manual_seed(0))
     lines += ["", "| training step | foreach s/step | fused s/step | fused speed-up (paired) | range |"]
     lines.append("|---|---:|---:|---:|---:|")
-    for dtype, bf16 in (("fp32", False), ("bf16", True)):
+    dtypes, dtype_notes = dtypes_to_measure("both")
+    for dtype in dtypes:
+        bf16 = dtype == "bf16"
         steps = interleave(
             {name: train_seconds(model, KERNELS[name], ids, bf16) for name in ("foreach", "fused")},
             step_rounds,
@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         lines.append(ab_row(dtype, steps["foreach"], steps["fused"]))
         print(lines[-1], flush=True)
+    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
     return finish("optimizer", lines, args.write)
 
 

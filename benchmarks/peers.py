@@ -178,6 +178,14 @@ def hf_gpt2(shape: Shape) -> nn.Module:
     return transformers.GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
 
 
+def ours_decoder(shape: Shape) -> tuple[nn.Module, Forward]:
+    """Our decoder-only model at ``shape``, built right after ``torch.manual_seed(0)``, with its ids -> logits
+    closure: the model every benchmark of the decoder measures."""
+    torch.manual_seed(0)
+    model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab))
+    return model, lambda ids: model({}, as_batch(ids))
+
+
 def contenders(shape: Shape, causal: bool) -> tuple[dict[str, tuple[nn.Module, Forward]], list[str]]:
     """Every available model at ``shape`` with a closure ids -> logits, and notes on peers left out.
 
@@ -185,11 +193,10 @@ def contenders(shape: Shape, causal: bool) -> tuple[dict[str, tuple[nn.Module, F
     """
     models: dict[str, tuple[nn.Module, Forward]] = {}
     notes: list[str] = []
-    torch.manual_seed(0)
     if causal:
-        ours_lm = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab))
-        models["ours"] = (ours_lm, lambda ids: ours_lm({}, as_batch(ids)))
+        models["ours"] = ours_decoder(shape)
     else:
+        torch.manual_seed(0)
         encoder = EncoderOnly(core_config(shape), {"x": IdTokenizer(shape.vocab)}, num_classes=None, pooling="mean")
         table = encoder.embedder.target_table("x")
 

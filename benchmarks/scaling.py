@@ -29,12 +29,21 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_flags, apply_allocator, command_line, finish, heading, median, seconds, start
+from common import (
+    add_run_flags,
+    apply_allocator,
+    command_line,
+    dtypes_to_measure,
+    finish,
+    heading,
+    median,
+    seconds,
+    start,
+)
 from core import adamw, flops_per_token
-from peers import IdTokenizer, Shape, as_batch, core_config
+from peers import Shape, as_batch, ours_decoder
 
 from modal_tf.core.explicit_attention import uses_explicit
-from modal_tf.models import DecoderOnly
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,7 +51,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     for name, default in (("vocab", 512), ("dim", 256), ("depth", 6), ("heads", 4), ("steps", 2)):
         p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "both"),
+        default="both",
+        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure this length in this process
     add_run_flags(p, "scaling")
@@ -61,8 +75,7 @@ def measure_one(args: argparse.Namespace) -> dict[str, float]:
     start(args)
     device, length = torch.device(args.device), args.one
     shape = Shape(args.vocab, args.dim, args.depth, args.heads, length)
-    torch.manual_seed(0)
-    model = DecoderOnly(core_config(shape), IdTokenizer(shape.vocab)).to(device)
+    model = ours_decoder(shape)[0].to(device)
     opt = adamw(model)
     ids = torch.randint(0, shape.vocab, (1, length), generator=torch.Generator().manual_seed(0)).to(device)
     batch = as_batch(ids)
@@ -88,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(measure_one(args)))
         return 0
     apply_allocator(args)  # only so the heading names it: each length runs in a child that applies its own
-    dtypes = ("fp32", "bf16") if args.dtype == "both" else (args.dtype,)
+    dtypes, dtype_notes = dtypes_to_measure(args.dtype, args.device)
     shape_args = [f"--{k}={getattr(args, k)}" for k in ("vocab", "dim", "depth", "heads", "steps", "threads")]
     shape_args += ["--system-malloc"] if args.system_malloc else []
     lines = heading(
@@ -129,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{attention:.0%} | {result['peak_mib']:,.0f} |"
             )
             print(lines[-1], flush=True)
-    return finish("scaling", lines, args.write)
+    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
+    return finish("scaling", lines, args.write, args.device)
 
 
 if __name__ == "__main__":

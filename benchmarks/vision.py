@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     add_run_flags,
     command_line,
+    dtypes_to_measure,
     finish,
     heading,
     interleave,
@@ -56,7 +57,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", type=int, default=default)
     for name, default in (("batch", 64), ("steps", 2), ("rounds", 5)):
         p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="both")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "both"),
+        default="both",
+        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_run_flags(p, "vision")
     return p.parse_args(argv)
@@ -108,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ours + tokenize": ("ours", lambda: models["ours"]({"image": tokenized()})),
         **{name: (name, lambda name=name: models[name](pixels)) for name in models if name != "ours"},
     }
-    dtypes = ("fp32", "bf16") if args.dtype == "both" else (args.dtype,)
+    dtypes, dtype_notes = dtypes_to_measure(args.dtype, device)
     lines = heading(
         "Vision training throughput",
         command_line("vision.py", argv),
@@ -156,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{1 - med['ours + tokenize'] / med['ours']:.0%} of ours' rate; timm resnet18 / ours = "
             f"{med['timm resnet18'] / med['ours']:.2f}x"
         )
-    return finish("vision", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
+    return finish("vision", [*lines, "", *(f"- {v}" for v in [*dtype_notes, *verdicts])], args.write, device)
 
 
 if __name__ == "__main__":

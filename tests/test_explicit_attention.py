@@ -21,6 +21,13 @@ def qkv(dtype: torch.dtype, queries: int = 6, keys: int = 6, grad: bool = True) 
     return [torch.randn(s, generator=generator, dtype=torch.float64).to(dtype).requires_grad_(grad) for s in shapes]
 
 
+@pytest.fixture
+def fast_reduced_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dispatch as on a CPU with fast bf16/fp16 kernels (AVX-512/AMX) on any machine; ``test_precision.py`` covers
+    CPUs without them, where reduced precision stays on SDPA."""
+    monkeypatch.setattr(explicit, "fast_cpu_matmul", lambda dtype: True)
+
+
 def padding_mask(keys: int) -> torch.Tensor:
     """``(2, 1, 1, S)``: row 0 sees every key, row 1 only the first two."""
     mask = torch.ones(2, 1, 1, keys, dtype=torch.bool)
@@ -125,6 +132,7 @@ def test_fully_masked_query_gives_zero_output_and_gradients_like_sdpa() -> None:
 
 
 @pytest.mark.parametrize("sharpness", [1.0, 3.0])  # score std ~1 (spread out) and ~9 (sharply peaked)
+@pytest.mark.usefixtures("fast_reduced_precision")
 def test_bf16_training_takes_the_explicit_path_with_sdpa_like_error(sharpness: float) -> None:
     # 130 queries: three causal blocks (64, 64, 2), so dK/dV accumulate across blocks in bf16
     exact_inputs = [t.detach() * (sharpness if i < 2 else 1.0) for i, t in enumerate(qkv(torch.float64, 130, 130))]
@@ -165,6 +173,7 @@ def test_fp32_causal_training_takes_the_explicit_path(monkeypatch: pytest.Monkey
         torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5)  # fp32 throughout: fp32-level agreement
 
 
+@pytest.mark.usefixtures("fast_reduced_precision")
 def test_fp32_explicit_limit_and_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
     fp32 = qkv(torch.float32)  # 6 keys
     assert uses_explicit(*fp32, dropout_p=0.0, is_causal=True)
@@ -185,6 +194,7 @@ def test_mask_and_is_causal_together_are_refused() -> None:
         attention(*qkv(torch.bfloat16), mask=torch.ones(6, 6, dtype=torch.bool), is_causal=True)
 
 
+@pytest.mark.usefixtures("fast_reduced_precision")
 def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
     low = qkv(torch.bfloat16)
     assert not uses_explicit(*qkv(torch.float32), dropout_p=0.0), "bidirectional fp32 must use SDPA"

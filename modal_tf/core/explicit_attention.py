@@ -11,7 +11,10 @@ intermediate scores twice), and so does fp32 *causal* training on CPU with rows 
 ``MAX_FP32_CAUSAL_KEYS`` keys, where skipping the scores above the diagonal (below) beats SDPA's well-tuned fp32
 kernel. Everything else — fp32 bidirectional or longer rows, fp64, inference, dropout, any CUDA device, score
 matrices above ``MAX_SCORE_BYTES`` where the flash kernel's O(T) memory matters, or rows longer than ``MAX_KEYS``
-keys (``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged.
+keys (``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged. So does bf16/fp16
+on a CPU without fast kernels for that dtype (``cpu_support.fast_cpu_matmul``: an AVX2-only CPU, say), where the
+batched GEMMs fall back to a loop kernel and SDPA, which computes in fp32 inside, was 1.4x (causal) and 2.5x
+(bidirectional) faster (bf16, forward + backward, one thread; ``benchmarks/attention_paths.py``).
 
 Causal attention is computed in query blocks (``causal_blocks``), each scoring only the keys its rows can
 reach, so the scores above the block diagonal — almost half the square — are never computed, stored or
@@ -43,6 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from modal_tf.core.cpu_support import fast_cpu_matmul
+
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 # The explicit path keeps the (N, T, S) probabilities for backward; above this size per call, SDPA's flash kernel
 # (which keeps O(T) statistics instead) is used, so long sequences keep SDPA's memory footprint.
@@ -73,6 +78,8 @@ def uses_explicit(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, is_causal: 
     if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != q.dtype:
         return False  # autocast would recast the kernel's GEMMs to another dtype than its softmax and outputs
     if q.dtype in LOW_PRECISION:
+        if not fast_cpu_matmul(q.dtype):
+            return False  # the batched GEMMs would run on torch's loop kernel: SDPA computes in fp32 inside
         max_keys = MAX_CAUSAL_KEYS if is_causal else MAX_KEYS
     elif q.dtype == torch.float32 and is_causal:
         max_keys = MAX_FP32_CAUSAL_KEYS

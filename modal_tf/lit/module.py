@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 import torchmetrics
 from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.text import CharErrorRate
 
@@ -24,6 +25,7 @@ from modal_tf.core import TransformerConfig
 from modal_tf.datamodules.base import ModalDataModule
 from modal_tf.datamodules.resume import step_seed
 from modal_tf.lit.optim import OptimizerConfig, build_optimizer, no_decay_ids
+from modal_tf.lit.precision import slow_precision_warning
 from modal_tf.models import SHAPES, EncoderChunk, GenerationConfig, build_model, next_token_loss, shift_target
 from modal_tf.task import TaskSpec
 
@@ -150,7 +152,11 @@ class ModalModule(pl.LightningModule):
             self.val_exact, self.test_exact = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
 
     def setup(self, stage: str) -> None:
-        """Take the task from the DataModule (restored checkpoints hand theirs to the DataModule)."""
+        """Take the task from the DataModule (restored checkpoints hand theirs to the DataModule); warn when the
+        precision has no fast kernels on this CPU (``modal_tf.lit.precision``)."""
+        warning = slow_precision_warning(str(self.trainer.precision), self.trainer.strategy.root_device)
+        if warning is not None:
+            rank_zero_warn(warning)
         datamodule = getattr(self.trainer, "datamodule", None)
         if not isinstance(datamodule, ModalDataModule):
             raise TypeError(f"ModalModule needs a ModalDataModule, got {type(datamodule).__name__}")
