@@ -81,7 +81,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if args.precision is None:
-        args.precision = "bf16-mixed" if "bf16" in dtypes_to_measure("both")[0] else "32-true"
+        args.precision = "bf16-mixed" if "bf16" in dtypes_to_measure("both", flag=None)[0] else "32-true"
     with tempfile.TemporaryDirectory() as scratch:
         sides = {
             side: partial(fit, args.recipe, args.steps, args.precision, scratch, system)

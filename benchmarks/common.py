@@ -81,12 +81,15 @@ def machine_key(device: torch.device | str = "cpu") -> str:
     return re.sub(r"[^a-z0-9]+", "-", machine_label(device).lower()).strip("-")
 
 
-def dtypes_to_measure(requested: str, device: torch.device | str = "cpu") -> tuple[tuple[str, ...], list[str]]:
+def dtypes_to_measure(
+    requested: str, device: torch.device | str = "cpu", flag: str | None = "--dtype bf16"
+) -> tuple[tuple[str, ...], list[str]]:
     """The dtypes a ``--dtype`` flag asks for, and notes on any left out.
 
     ``both`` means fp32 and bf16, but bf16 only where it runs on fast kernels (CUDA, or a CPU with them:
-    ``modal_tf.core.cpu_support``): on an AVX2-only CPU a bf16 step takes ~21x fp32's (``precision.py``), so a
-    bf16 row would take hours and measure torch's fallback kernel, not our code. Asking for ``bf16`` alone runs it.
+    ``modal_tf.core.cpu_support``): on an AVX2-only CPU a bf16 step takes ~20x fp32's (``precision.py``), so a
+    bf16 row would take hours and measure torch's fallback kernel, not our code. Asking for ``bf16`` alone runs it;
+    ``flag`` is how the calling script asks (None: it cannot), named in the note.
     """
     if requested != "both":
         return (requested,), []
@@ -94,7 +97,8 @@ def dtypes_to_measure(requested: str, device: torch.device | str = "cpu") -> tup
         return ("fp32", "bf16"), []
     note = (
         f"bf16 not measured: this CPU ({machine_label(device)}) has no fast bf16 matrix kernels, so torch runs them "
-        "on a loop kernel (benchmarks/precision.py measures how much slower); pass --dtype bf16 to measure it anyway"
+        "on a loop kernel (benchmarks/precision.py measures how much slower)"
+        + (f"; pass {flag} to measure it anyway" if flag else "")
     )
     return ("fp32",), [note]
 

@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start(args)
     dtype_notes: list[str] = []
     if args.dtypes is None:
-        args.dtypes, dtype_notes = dtypes_to_measure("both")
+        args.dtypes, dtype_notes = dtypes_to_measure("both", flag="--dtypes fp32 bf16")
     shape, batch = Shape(), 16
     models, _ = contenders(shape, causal=True)
     unknown = sorted(set(args.models) - set(models))

@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids = torch.randint(0, shape.vocab, (16, shape.seq), generator=torch.Generator().manual_seed(0))
     lines += ["", "| training step | foreach s/step | fused s/step | fused speed-up (paired) | range |"]
     lines.append("|---|---:|---:|---:|---:|")
-    dtypes, dtype_notes = dtypes_to_measure("both")
+    dtypes, dtype_notes = dtypes_to_measure("both", flag=None)
     for dtype in dtypes:
         bf16 = dtype == "bf16"
         steps = interleave(

@@ -43,11 +43,24 @@ from modal_tf.core.cpu_support import fast_cpu_matmul
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def product_rate(rows: int, inner: int, cols: int, dtype: torch.dtype) -> Callable[[], float]:
-    """A callable returning the FLOP/s of one ``(rows, inner) @ (inner, cols)`` product in ``dtype``."""
+def product_rate(rows: int, inner: int, cols: int, layout: str, dtype: torch.dtype) -> Callable[[], float]:
+    """A callable returning the FLOP/s of one ``(rows, inner) @ (inner, cols)`` product in ``dtype``.
+
+    ``layout`` says how each operand is stored, as BLAS names it: ``N`` as multiplied, ``T`` transposed (a
+    contiguous ``(inner, rows)`` or ``(cols, inner)`` tensor, ``.t()``-ed). Fallback kernels care about it.
+    """
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(rows, inner, generator=generator).to(dtype)
-    b = torch.randn(inner, cols, generator=generator).to(dtype)
+    a = (
+        torch.randn(rows, inner, generator=generator)
+        if layout[0] == "N"
+        else torch.randn(inner, rows, generator=generator).t()
+    )
+    b = (
+        torch.randn(inner, cols, generator=generator)
+        if layout[1] == "N"
+        else torch.randn(cols, inner, generator=generator).t()
+    )
+    a, b = a.to(dtype), b.to(dtype)  # .to keeps the strides
     torch.mm(a, b)  # first call: kernel choice
     return lambda: 2.0 * rows * inner * cols / seconds(lambda: torch.mm(a, b))
 
@@ -65,14 +78,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     start(args)
     shape = Shape()
     tokens = args.batch * shape.seq
-    products = {"1024³": (1024, 1024, 1024), f"qkv ({tokens}, {shape.dim}) @ ({shape.dim}, {3 * shape.dim})": (
-        tokens, shape.dim, 3 * shape.dim)}  # fmt: skip
+    dim, wide = shape.dim, 3 * shape.dim  # the qkv projection, (B T, D) -> (B T, 3 D), and its two gradients
+    products = {  # label: rows, inner, cols, layout (nn.Linear: forward x Wᵀ, input gradient g W, weight gradient gᵀ x)
+        "1024³, NN": (1024, 1024, 1024, "NN"),
+        f"qkv forward, ({tokens}, {dim}) @ ({dim}, {wide}), NT": (tokens, dim, wide, "NT"),
+        f"qkv input gradient, ({tokens}, {wide}) @ ({wide}, {dim}), NN": (tokens, wide, dim, "NN"),
+        f"qkv weight gradient, ({wide}, {tokens}) @ ({tokens}, {dim}), TN": (wide, tokens, dim, "TN"),
+    }
     lines = heading(
         "Reduced precision against fp32",
         command_line("precision.py", argv),
-        f"part 1: one matrix product per dtype, {args.rounds} interleaved rounds, median GFLOP/s; part 2: our "
-        f"decoder at core.py's shape (batch {args.batch}), one training step per measurement, fp32 against bf16 "
-        f"autocast, {args.rounds} A B B A rounds after one warm-up",
+        f"part 1: matrix products per dtype, the qkv projection's three in the layouts nn.Linear's forward and "
+        "backward use, "
+        f"{args.rounds} interleaved rounds, median GFLOP/s; part 2: our decoder at core.py's shape (batch "
+        f"{args.batch}), one training step per measurement, fp32 against bf16 autocast, {args.rounds} A B B A rounds "
+        "after one warm-up",
     )
     lines += ["", "| product | dtype | fast kernels | GFLOP/s (median) | vs fp32 (paired) |", "|---|---|---|---:|---:|"]
     for label, size in products.items():

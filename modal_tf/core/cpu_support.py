@@ -4,9 +4,10 @@ torch multiplies fp32/fp64 matrices with BLAS (MKL or OpenBLAS) on every x86 and
 take oneDNN's kernels only where the CPU has the instructions for them: bf16 with AVX-512 (converted, or natively
 with AVX-512-BF16 / AMX) or Arm's BF16 extension, fp16 with AVX-512-FP16 / AMX-FP16 or Arm's FP16 arithmetic.
 Anywhere else — an AVX2-only CPU such as AMD EPYC (Zen 3) — torch falls back to a plain loop kernel. Measured on
-such a CPU (one thread, ``benchmarks/core.py``'s decoder, B 16, T 256, d 256): a bf16 ``(4096, 256) @ (256, 768)``
-product at ~6-8 GFLOP/s against fp32's ~50-70, a 1024³ one at ~1 GFLOP/s against ~85, and a whole bf16-mixed
-training step 21x slower than fp32 (49 s against 2.3 s).
+such a CPU (one thread, ``benchmarks/precision.py``, ``benchmarks/core.py``'s decoder: B 16, T 256, d 256): the qkv
+projection's products in bf16 at 0.02-0.22x fp32's GFLOP/s (by layout: its input gradient, plain ``(4096, 768) @
+(768, 256)``, at 1.0 GFLOP/s against 60), and a whole bf16-mixed training step ~20x slower than fp32 (48.5 s
+against 2.36 s).
 
 ``fast_cpu_matmul`` asks torch the question its own dispatch asks (``torch.ops.mkldnn._is_mkldnn_bf16_supported``,
 as ``torch._inductor`` does), so the two cannot disagree; the attention dispatch and the training layer's precision

@@ -13,8 +13,9 @@ kernel. Everything else — fp32 bidirectional or longer rows, fp64, inference, 
 matrices above ``MAX_SCORE_BYTES`` where the flash kernel's O(T) memory matters, or rows longer than ``MAX_KEYS``
 keys (``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged. So does bf16/fp16
 on a CPU without fast kernels for that dtype (``cpu_support.fast_cpu_matmul``: an AVX2-only CPU, say), where the
-batched GEMMs fall back to a loop kernel and SDPA, which computes in fp32 inside, was 1.4x (causal) and 2.5x
-(bidirectional) faster (bf16, forward + backward, one thread; ``benchmarks/attention_paths.py``).
+batched GEMMs fall back to a loop kernel and SDPA, which computes in fp32 inside, was 1.4-2.0x (causal) and
+2.3-2.5x (bidirectional) faster from 128 to 2,048 keys (bf16, forward + backward, one thread, AMD EPYC;
+``benchmarks/attention_paths.py``).
 
 Causal attention is computed in query blocks (``causal_blocks``), each scoring only the keys its rows can
 reach, so the scores above the block diagonal — almost half the square — are never computed, stored or
@@ -66,7 +67,9 @@ MAX_CAUSAL_KEYS = 2048
 # 0.82-0.92x at 2048; bidirectional 0.71-0.99x from 256 keys up. Whole fp32 decoder step (benchmarks/core.py
 # model, B*T 4096), four runs: 0.96-1.06x at T 256, 1.09-1.14x at T 512. With the key prefixes as views
 # (``key_prefix``), causal 1.25-1.29x from 128 to 512 keys, 1.04x at 1024 (range 0.87-1.23), 0.92x at 2048: the
-# limit stays. Reproduce: benchmarks/attention_paths.py.
+# limit stays. Reproduce: benchmarks/attention_paths.py. These are the Intel Xeon (AMX) figures; on an AVX2-only AMD
+# EPYC (7 rounds) causal explicit was 1.06-1.47x from 128 to 512 keys and still 1.21x at 1024, 1.09x at 2048
+# (bidirectional 1.00-1.04x): the limit is where both machines gain.
 MAX_FP32_CAUSAL_KEYS = 512
 
 

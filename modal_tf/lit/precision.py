@@ -1,9 +1,10 @@
 """A loud warning when a run asks for bf16/fp16 on a CPU that has no fast kernels for it.
 
-``--trainer.precision=bf16-mixed`` trains faster than fp32 on CPUs with AVX-512 or AMX (``README``'s performance
-table), but on a CPU without them — AVX2 only, as AMD EPYC (Zen 3) or many laptops — torch runs every bf16 matrix
-product on a loop kernel (``modal_tf.core.cpu_support``): a small decoder's training step measured 21x slower than
-fp32 there (``benchmarks/precision.py``). Nothing fails, so without a warning a run would just crawl.
+``--trainer.precision=bf16-mixed`` trained faster than fp32 on the Intel Xeon with AMX of ``README``'s performance
+table, but on a CPU without fast bf16 kernels — AVX2 only, as the AMD EPYC (Zen 3) it was measured on — torch runs
+every bf16 matrix product on a loop kernel (``modal_tf.core.cpu_support``): a small decoder's training step
+measured ~20x slower than fp32 there (``benchmarks/precision.py``). Nothing fails, so without a warning a run would
+just crawl.
 """
 
 from __future__ import annotations
@@ -33,6 +34,6 @@ def slow_precision_warning(precision: str, device: torch.device) -> str | None:
     return (
         f"trainer.precision={precision!r} on a CPU without fast {name} matrix kernels (no AVX-512/AMX for {name}, "
         f"e.g. an AVX2-only CPU): torch multiplies {name} matrices with a loop kernel here, so training runs many "
-        "times slower than in fp32 (a small decoder's step measured 21x slower, benchmarks/precision.py). "
+        "times slower than in fp32 (a small decoder's step measured ~20x slower, benchmarks/precision.py). "
         "Use --trainer.precision=32-true on this machine."
     )
