@@ -80,8 +80,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    notes: list[str] = []
     if args.precision is None:
-        args.precision = "bf16-mixed" if "bf16" in dtypes_to_measure("both", flag=None)[0] else "32-true"
+        dtypes, notes = dtypes_to_measure("both", flag="--precision bf16-mixed")
+        args.precision = "bf16-mixed" if "bf16" in dtypes else "32-true"
     with tempfile.TemporaryDirectory() as scratch:
         sides = {
             side: partial(fit, args.recipe, args.steps, args.precision, scratch, system)
@@ -109,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- kept / system wall-clock speed (paired): {speed:.3f}x (per round {per_round})",
         f"- final training loss identical on both sides: {'yes' if len(losses) == 1 else f'NO: {sorted(losses)}'}",
     ]
-    return finish("allocator", lines, args.write)
+    return finish("allocator", lines, args.write, notes=notes)
 
 
 if __name__ == "__main__":

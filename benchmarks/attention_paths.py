@@ -29,6 +29,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    DTYPES,
     ab_row,
     add_run_flags,
     command_line,
@@ -47,7 +48,6 @@ from peers import Shape, ours_decoder
 from modal_tf.core import explicit_attention as explicit
 
 TOKENS, HEADS, HEAD_DIM = 4096, 4, 64
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 Kernel = Callable[..., Tensor]
 
 
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     lines += ["", "| dtype | mask | T | SDPA ms | explicit ms | explicit speed-up (paired) | min - max | dispatch |"]
     lines.append("|---|---|---:|---:|---:|---:|---:|---|")
-    for dtype in DTYPES.values():
+    for dtype in (DTYPES["fp32"], DTYPES["bf16"]):
         for causal in (True, False):
             for length in args.lengths:
                 times = interleave(
@@ -169,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{shipped} |"
             )
             print(lines[-1], flush=True)
-    lines += ["", *(f"- part 3: {note}" for note in notes)] if notes else []
-    return finish("attention", lines, args.write)
+    return finish("attention", lines, args.write, notes=[f"part 3: {note}" for note in notes])
 
 
 if __name__ == "__main__":

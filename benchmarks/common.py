@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a record of resource use)
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 # Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # the scripts' --dtype names
 SECTIONS = (
     "core", "breakdown", "precision", "compile", "attention", "allocator", "optimizer", "generation", "vision",
     "scaling", "data", "prefetch", "tokenizer_bpe", "actions",
@@ -93,11 +94,16 @@ def dtypes_to_measure(
     """
     if requested != "both":
         return (requested,), []
-    if torch.device(device).type != "cpu" or fast_cpu_matmul(torch.bfloat16):
+    device = torch.device(device)
+    if device.type == "cuda":
+        fast = torch.cuda.is_bf16_supported(including_emulation=False)  # bf16 units: Ampere and newer
+    else:
+        fast = device.type != "cpu" or fast_cpu_matmul(torch.bfloat16)
+    if fast:
         return ("fp32", "bf16"), []
     note = (
-        f"bf16 not measured: this CPU ({machine_label(device)}) has no fast bf16 matrix kernels, so torch runs them "
-        "on a loop kernel (benchmarks/precision.py measures how much slower)"
+        f"bf16 not measured: this {device.type.upper()} ({machine_label(device)}) has no fast bf16 matrix kernels "
+        "(benchmarks/precision.py measures the CPU fallback's cost)"
         + (f"; pass {flag} to measure it anyway" if flag else "")
     )
     return ("fp32",), [note]
@@ -236,25 +242,33 @@ def training_flops_per_token(params: int, layers: int, heads: int, head_dim: int
 
 def write_section(key: str, machine: str, text: str) -> Path:
     """Put ``text`` into ``BENCHMARKS.md`` as the section ``key`` of ``machine`` (a ``machine_key``), replacing that
-    machine's previous run; sections follow ``SECTIONS``, each kind of machine in name order within one."""
+    machine's previous run; sections follow ``SECTIONS`` (names it lacks last), kinds of machine in name order."""
     if key not in SECTIONS:
         raise ValueError(f"key must be one of {SECTIONS}, got {key!r}")
     existing = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.is_file() else HEADER
     marker = r"<!-- bench:(\w+)@([\w-]+) -->\n(.*?)<!-- /bench:\1@\2 -->\n"
     found = {(name, kind): body for name, kind, body in re.findall(marker, existing, flags=re.S)}
+    if len(found) != existing.count("<!-- bench:"):  # a section this would drop: refuse, never lose a record
+        raise ValueError(
+            f"{BENCHMARKS_MD} holds {existing.count('<!-- bench:')} section markers but only {len(found)} read as "
+            "'<!-- bench:NAME@KIND -->' ... '<!-- /bench:NAME@KIND -->' pairs; tag or close the others first"
+        )
     found[key, machine] = f"{text.rstrip()}\n"
+    order = {name: index for index, name in enumerate(SECTIONS)}
     body = "".join(
         f"\n<!-- bench:{name}@{kind} -->\n{found[name, kind]}<!-- /bench:{name}@{kind} -->\n"
-        for name, kind in sorted(found, key=lambda pair: (SECTIONS.index(pair[0]), pair[1]))
+        for name, kind in sorted(found, key=lambda pair: (order.get(pair[0], len(SECTIONS)), pair))
     )
     BENCHMARKS_MD.write_text(HEADER + body, encoding="utf-8")
     return BENCHMARKS_MD
 
 
-def finish(section: str, lines: Sequence[str], write: bool, device: torch.device | str = "cpu") -> int:
-    """Print a script's report (``lines``) and, if ``write``, make it the BENCHMARKS.md ``section`` of this kind of
-    machine (``machine_key(device)``); the exit code."""
-    text = "\n".join(lines)
+def finish(
+    section: str, lines: Sequence[str], write: bool, device: torch.device | str = "cpu", notes: Sequence[str] = ()
+) -> int:
+    """Print a script's report (``lines``, then ``notes`` as a list) and, if ``write``, make it the BENCHMARKS.md
+    ``section`` of this kind of machine (``machine_key(device)``); the exit code."""
+    text = "\n".join([*lines, *(["", *(f"- {note}" for note in notes)] if notes else [])])
     print(text)
     if write:
         print(f"wrote {write_section(section, machine_key(device), text)}")

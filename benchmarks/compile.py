@@ -96,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             times = interleave({"eager": eager, "compiled": compiled}, args.rounds, args.warmup, alternate=True)
             lines.append(ab_row(f"{name}, {dtype}", times["eager"], times["compiled"]) + f" {first:.1f} |")
             print(lines[-1], flush=True)
-    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
-    return finish("compile", lines, args.write, device)
+    return finish("compile", lines, args.write, device, dtype_notes)
 
 
 if __name__ == "__main__":

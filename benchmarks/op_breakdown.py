@@ -213,8 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({CATEGORY_OF.get(name, 'other')})"
             for name, spent in ranked
         ]
-    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
-    return finish("breakdown", lines, args.write)
+    return finish("breakdown", lines, args.write, notes=dtype_notes)
 
 
 if __name__ == "__main__":

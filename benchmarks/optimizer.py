@@ -124,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         lines.append(ab_row(dtype, steps["foreach"], steps["fused"]))
         print(lines[-1], flush=True)
-    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
-    return finish("optimizer", lines, args.write)
+    return finish("optimizer", lines, args.write, notes=dtype_notes)
 
 
 if __name__ == "__main__":

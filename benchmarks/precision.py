@@ -4,11 +4,11 @@ Notation: B batch, T tokens.
 
 Whether reduced precision pays on a CPU depends on the CPU: with AVX-512 or AMX torch runs bf16 products on
 oneDNN's kernels, without them (an AVX2-only CPU) on a loop kernel many times slower than fp32's BLAS
-(``modal_tf/core/cpu_support.py``). Part 1 times square 1024³ products and the decoder's largest linear layer,
-``(B T, D) @ (D, 3 D)`` at core.py's shape, per dtype, interleaved; part 2 times whole training steps of our decoder
-(core.py's model and step: forward, loss, backward, AdamW) in fp32 and under bf16 autocast, A B B A rounds. The
-``fast kernels`` column is what ``fast_cpu_matmul`` answers, which is what the attention dispatch, the training
-layer's precision warning and the other benchmarks' default dtypes read.
+(``modal_tf/core/cpu_support.py``). Part 1 times square 1024³ products and the three products of the attention's
+qkv projection, ``(B T, D) @ (D, 3 D)`` at core.py's shape, in nn.Linear's layouts, per dtype, interleaved; part 2
+times whole training steps of our decoder (core.py's model and step: forward, loss, backward, AdamW) in fp32 and
+under bf16 autocast, A B B A rounds. The ``fast kernels`` column is what ``fast_cpu_matmul`` answers, which is what
+the attention dispatch, the training layer's precision warning and the other benchmarks' default dtypes read.
 
     OMP_NUM_THREADS=1 python benchmarks/precision.py [--rounds 3] [--write]
 """
@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    DTYPES,
     ab_row,
     add_run_flags,
     command_line,
@@ -39,8 +40,6 @@ from core import adamw, train_steps
 from peers import Shape, ours_decoder
 
 from modal_tf.core.cpu_support import fast_cpu_matmul
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def product_rate(rows: int, inner: int, cols: int, layout: str, dtype: torch.dtype) -> Callable[[], float]:

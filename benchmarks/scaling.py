@@ -142,8 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{attention:.0%} | {result['peak_mib']:,.0f} |"
             )
             print(lines[-1], flush=True)
-    lines += ["", *(f"- {note}" for note in dtype_notes)] if dtype_notes else []
-    return finish("scaling", lines, args.write, args.device)
+    return finish("scaling", lines, args.write, args.device, dtype_notes)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def test_bf16_mixed_trains_on_cpu_and_warns_where_bf16_kernels_are_slow(
 ) -> None:
     recipe = next(path for path in list_recipes() if path.name == "who_did_it.yaml")
     monkeypatch.setattr(precision, "fast_cpu_matmul", lambda dtype: dtype == torch.float32)  # an AVX2-only CPU
-    with pytest.warns(UserWarning, match=r"trainer.precision='bf16-mixed' on a CPU without fast bfloat16"):
+    with pytest.warns(UserWarning, match=r"trainer.precision='bf16-mixed' on a CPU where torch has no fast bfloat16"):
         run_cli(tmp_path, "fit", "--config", str(recipe), "--trainer.precision=bf16-mixed")
     checkpoint = torch.load(last_checkpoint(tmp_path), map_location="cpu", weights_only=True)
     assert all(torch.isfinite(value).all() for value in checkpoint["state_dict"].values() if value.is_floating_point())

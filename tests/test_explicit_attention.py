@@ -213,6 +213,7 @@ def test_everything_else_stays_on_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not uses_explicit(*low, dropout_p=0.0, is_causal=True)
 
 
+@pytest.mark.usefixtures("fast_reduced_precision")
 def test_transformer_bf16_autocast_gradients_match_fp32() -> None:
     """End to end through the core (causal, padded, rope): bf16 autocast tracks fp32 within bf16 precision."""
     torch.manual_seed(0)

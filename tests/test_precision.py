@@ -17,13 +17,11 @@ def test_blas_dtypes_are_always_fast_and_others_never() -> None:
     assert not fast_cpu_matmul(torch.int64) and not fast_cpu_matmul(torch.float8_e4m3fn)
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_reduced_precision_follows_torchs_own_probe_and_the_onednn_switch(dtype: torch.dtype) -> None:
-    probe = {
-        torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
-        torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported,
-    }
-    assert fast_cpu_matmul(dtype) is bool(probe[dtype]())
+@pytest.mark.parametrize(("dtype", "probe"), [(torch.bfloat16, "bf16"), (torch.float16, "fp16")])
+def test_reduced_precision_follows_torchs_own_probe_and_the_onednn_switch(dtype: torch.dtype, probe: str) -> None:
+    available = torch.backends.mkldnn.is_available()  # a torch without oneDNN has neither the probe nor the kernels
+    expected = available and bool(getattr(torch.ops.mkldnn, f"_is_mkldnn_{probe}_supported")())
+    assert fast_cpu_matmul(dtype) is expected
     with torch.backends.mkldnn.flags(enabled=False):  # torch's matmul then skips oneDNN: the loop kernel
         assert not fast_cpu_matmul(dtype)
 
@@ -45,13 +43,28 @@ def qkv(dtype: torch.dtype) -> list[torch.Tensor]:
 def test_reduced_precision_attention_takes_the_explicit_path_only_on_fast_kernels(
     monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
 ) -> None:
+    calls: list[int] = []
+    apply = explicit.ExplicitAttention.apply
+    monkeypatch.setattr(explicit.ExplicitAttention, "apply", lambda *args: calls.append(1) or apply(*args))
     for fast in (True, False):
         monkeypatch.setattr(explicit, "fast_cpu_matmul", lambda d, fast=fast: fast or d == torch.float32)
         for causal in (True, False):
             assert explicit.uses_explicit(*qkv(dtype), dropout_p=0.0, is_causal=causal) is fast
         assert explicit.uses_explicit(*qkv(torch.float32), dropout_p=0.0, is_causal=True), "fp32 keeps BLAS"
-        out = explicit.attention(*qkv(dtype), is_causal=True)  # SDPA on slow kernels, with the same result shape
+        calls.clear()
+        out = explicit.attention(*qkv(dtype), is_causal=True)
+        assert len(calls) == int(fast), "slow kernels must send reduced precision to SDPA"
         assert out.shape == (2, 3, 6, 8) and out.dtype == dtype
+
+
+def test_reduced_precision_attention_compiles_to_one_graph_whatever_the_probe_says() -> None:
+    """The probe is a constant to ``torch.compile`` (it crashed ``fullgraph=True`` on bf16 when traced)."""
+    q, k, v = qkv(torch.bfloat16)
+    compiled = torch.compile(lambda q, k, v: explicit.attention(q, k, v, is_causal=True), fullgraph=True)
+    out = compiled(q, k, v)
+    out.float().sum().backward()
+    torch.testing.assert_close(out, explicit.attention(q, k, v, is_causal=True), rtol=2e-2, atol=2e-2)
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
 @pytest.mark.parametrize(

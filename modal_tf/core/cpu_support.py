@@ -24,11 +24,13 @@ import torch
 _ONEDNN_PROBES = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
 
 
+@torch.compiler.assume_constant_result  # traced code takes the answer as a constant, without a graph break
 def fast_cpu_matmul(dtype: torch.dtype) -> bool:
     """Whether torch multiplies ``dtype`` matrices on this CPU with vectorised kernels (not a scalar fallback).
 
     True for fp32 and fp64 (BLAS); for bf16 and fp16, whether oneDNN has kernels for this CPU and is enabled
-    (``torch.backends.mkldnn.enabled``, which torch's matmul dispatch also honours); False for any other dtype.
+    (``torch.backends.mkldnn.enabled``, which torch's matmul dispatch also honours; ``torch.compile`` reads the
+    switch when it traces); False for any other dtype.
     """
     if dtype in (torch.float32, torch.float64):
         return True

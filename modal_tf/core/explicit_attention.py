@@ -13,9 +13,9 @@ kernel. Everything else — fp32 bidirectional or longer rows, fp64, inference, 
 matrices above ``MAX_SCORE_BYTES`` where the flash kernel's O(T) memory matters, or rows longer than ``MAX_KEYS``
 keys (``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged. So does bf16/fp16
 on a CPU without fast kernels for that dtype (``cpu_support.fast_cpu_matmul``: an AVX2-only CPU, say), where the
-batched GEMMs fall back to a loop kernel and SDPA, which computes in fp32 inside, was 1.4-2.0x (causal) and
-2.3-2.5x (bidirectional) faster from 128 to 2,048 keys (bf16, forward + backward, one thread, AMD EPYC;
-``benchmarks/attention_paths.py``).
+batched GEMMs fall back to a loop kernel: SDPA's bf16 kernel, slow there too (4x its fp32 time at 128 keys), was
+still 1.4-2.0x (causal) and 2.3-2.5x (bidirectional) faster than the explicit path from 128 to 2,048 keys (bf16,
+forward + backward, one thread, AMD EPYC; ``benchmarks/attention_paths.py``).
 
 Causal attention is computed in query blocks (``causal_blocks``), each scoring only the keys its rows can
 reach, so the scores above the block diagonal — almost half the square — are never computed, stored or
@@ -76,26 +76,21 @@ MAX_FP32_CAUSAL_KEYS = 512
 def uses_explicit(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, is_causal: bool = False) -> bool:
     """Whether ``attention`` takes the explicit path for these ``(B, H, T, Dh)`` / ``(B, H, S, Dh)`` inputs."""
     training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    batch, heads, queries, _ = q.shape
-    score_bytes = batch * heads * queries * k.shape[2] * q.element_size()
+    if not training or dropout_p != 0.0 or q.device.type != "cpu" or not k.dtype == q.dtype == v.dtype:
+        return False
     if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != q.dtype:
         return False  # autocast would recast the kernel's GEMMs to another dtype than its softmax and outputs
     if q.dtype in LOW_PRECISION:
         if not fast_cpu_matmul(q.dtype):
-            return False  # the batched GEMMs would run on torch's loop kernel: SDPA computes in fp32 inside
+            return False  # the batched GEMMs would run on torch's loop kernel, slower than SDPA's (also slow) one
         max_keys = MAX_CAUSAL_KEYS if is_causal else MAX_KEYS
     elif q.dtype == torch.float32 and is_causal:
         max_keys = MAX_FP32_CAUSAL_KEYS
     else:
         return False
-    return (
-        training
-        and dropout_p == 0.0
-        and q.device.type == "cpu"
-        and k.dtype == q.dtype == v.dtype
-        and 0 < score_bytes <= MAX_SCORE_BYTES
-        and k.shape[2] <= max_keys
-    )
+    batch, heads, queries, _ = q.shape
+    score_bytes = batch * heads * queries * k.shape[2] * q.element_size()
+    return 0 < score_bytes <= MAX_SCORE_BYTES and k.shape[2] <= max_keys
 
 
 def attention(

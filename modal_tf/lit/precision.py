@@ -32,8 +32,8 @@ def slow_precision_warning(precision: str, device: torch.device) -> str | None:
         return None
     name = str(dtype).removeprefix("torch.")
     return (
-        f"trainer.precision={precision!r} on a CPU without fast {name} matrix kernels (no AVX-512/AMX for {name}, "
-        f"e.g. an AVX2-only CPU): torch multiplies {name} matrices with a loop kernel here, so training runs many "
-        "times slower than in fp32 (a small decoder's step measured ~20x slower, benchmarks/precision.py). "
-        "Use --trainer.precision=32-true on this machine."
+        f"trainer.precision={precision!r} on a CPU where torch has no fast {name} matrix kernels (the CPU lacks the "
+        f"instructions, e.g. AVX2 only, or torch.backends.mkldnn is disabled): {name} matrix products run on a "
+        "loop kernel here, so this run goes many times slower than in fp32 (a small decoder's training step "
+        "measured ~20x slower, benchmarks/precision.py). Use --trainer.precision=32-true on this machine."
     )
