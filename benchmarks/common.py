@@ -30,8 +30,8 @@ from modal_tf.core.cpu_support import fast_cpu_matmul
 ROOT = Path(__file__).resolve().parents[1]
 Result = TypeVar("Result")  # what one measurement returns (a rate, seconds, a record of resource use)
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-# Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # the scripts' --dtype names
+# Sections in the order BENCHMARKS.md shows them; a script passes its key to ``write_section``.
 SECTIONS = (
     "core", "breakdown", "precision", "compile", "attention", "allocator", "optimizer", "generation", "vision",
     "scaling", "data", "prefetch", "tokenizer_bpe", "actions",
@@ -87,7 +87,7 @@ def dtypes_to_measure(
 ) -> tuple[tuple[str, ...], list[str]]:
     """The dtypes a ``--dtype`` flag asks for, and notes on any left out.
 
-    ``both`` means fp32 and bf16, but bf16 only where it runs on fast kernels (CUDA, or a CPU with them:
+    ``both`` means fp32 and bf16, but bf16 only where it runs on fast kernels (a GPU with bf16 units, a CPU with them:
     ``modal_tf.core.cpu_support``): on an AVX2-only CPU a bf16 step takes ~20x fp32's (``precision.py``), so a
     bf16 row would take hours and measure torch's fallback kernel, not our code. Asking for ``bf16`` alone runs it;
     ``flag`` is how the calling script asks (None: it cannot), named in the note.
@@ -95,16 +95,16 @@ def dtypes_to_measure(
     if requested != "both":
         return (requested,), []
     device = torch.device(device)
-    if device.type == "cuda":
-        fast = torch.cuda.is_bf16_supported(including_emulation=False)  # bf16 units: Ampere and newer
+    if device.type == "cpu":
+        fast, why = fast_cpu_matmul(torch.bfloat16), "no fast bf16 matrix kernels (benchmarks/precision.py measures it)"
+    elif device.type == "cuda":
+        fast, why = torch.cuda.is_bf16_supported(including_emulation=False), "no bf16 units (before Ampere)"
     else:
-        fast = device.type != "cpu" or fast_cpu_matmul(torch.bfloat16)
+        fast, why = True, ""  # other accelerators: bf16 is what they are built for
     if fast:
         return ("fp32", "bf16"), []
-    note = (
-        f"bf16 not measured: this {device.type.upper()} ({machine_label(device)}) has no fast bf16 matrix kernels "
-        "(benchmarks/precision.py measures the CPU fallback's cost)"
-        + (f"; pass {flag} to measure it anyway" if flag else "")
+    note = f"bf16 not measured: this machine ({machine_label(device)}) has {why}" + (
+        f"; pass {flag} to measure it anyway" if flag else ""
     )
     return ("fp32",), [note]
 
