@@ -109,6 +109,16 @@ def dtypes_to_measure(
     return ("fp32",), [note]
 
 
+def add_dtype_flag(parser: argparse.ArgumentParser) -> None:
+    """``--dtype fp32|bf16|both`` (default both), for ``dtypes_to_measure``."""
+    parser.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "both"),
+        default="both",
+        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
+    )
+
+
 def add_run_flags(parser: argparse.ArgumentParser, section: str, allocator: bool = True) -> None:
     """The flags of every timing script: ``--threads`` (torch intra-op threads, default 1), ``--write`` (replace
     the BENCHMARKS.md ``section``) and, unless ``allocator`` is false, ``--system-malloc`` (measure with glibc's

@@ -23,7 +23,18 @@ from torch import nn
 from torch._inductor.utils import fresh_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ab_row, add_run_flags, command_line, dtypes_to_measure, finish, heading, interleave, seconds, start
+from common import (
+    ab_row,
+    add_dtype_flag,
+    add_run_flags,
+    command_line,
+    dtypes_to_measure,
+    finish,
+    heading,
+    interleave,
+    seconds,
+    start,
+)
 from core import adamw, train_steps
 from peers import Forward, RefGPT, Shape, ours_decoder
 
@@ -48,12 +59,7 @@ def timer(
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--dtype",
-        choices=("fp32", "bf16", "both"),
-        default="both",
-        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
-    )
+    add_dtype_flag(p)
     p.add_argument("--rounds", type=int, default=6, help="A B B A rounds per model and dtype")
     p.add_argument("--steps", type=int, default=2, help="training steps per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per copy first (compilation, recompiles)")

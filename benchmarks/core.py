@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    add_dtype_flag,
     add_run_flags,
     command_line,
     dtypes_to_measure,
@@ -132,12 +133,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name, default in (("steps", 3), ("warmup", 1), ("rounds", 5)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--mode", choices=("decoder", "encoder", "both"), default="both")
-    p.add_argument(
-        "--dtype",
-        choices=("fp32", "bf16", "both"),
-        default="both",
-        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
-    )
+    add_dtype_flag(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_run_flags(p, "core")
     return p.parse_args(argv)
@@ -221,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spread = (max(params.values()) - min(params.values())) / max(params.values())
         verdicts.append(f"{mode}: parameter counts differ by at most {spread:.1%}")
         verdicts += [f"{mode}: {note}" for note in notes]
-    return finish("core", [*lines, "", *(f"- {v}" for v in verdicts)], args.write, device)
+    return finish("core", lines, args.write, device, verdicts)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.part in ("recipes", "both"):
         table, verdicts = recipe_section(args)
         lines += table
-    return finish("data", [*lines, "", *(f"- {v}" for v in verdicts)], args.write)
+    return finish("data", lines, args.write, notes=verdicts)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             verdicts.append("transformers not installed (pip install -e '.[bench]'): hf generate left out")
-    return finish("generation", [*lines, "", *(f"- {v}" for v in verdicts)], args.write, device)
+    return finish("generation", lines, args.write, device, verdicts)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    add_dtype_flag,
     add_run_flags,
     apply_allocator,
     command_line,
@@ -51,12 +52,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     for name, default in (("vocab", 512), ("dim", 256), ("depth", 6), ("heads", 4), ("steps", 2)):
         p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument(
-        "--dtype",
-        choices=("fp32", "bf16", "both"),
-        default="both",
-        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
-    )
+    add_dtype_flag(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure this length in this process
     add_run_flags(p, "scaling")

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    add_dtype_flag,
     add_run_flags,
     command_line,
     dtypes_to_measure,
@@ -57,12 +58,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", type=int, default=default)
     for name, default in (("batch", 64), ("steps", 2), ("rounds", 5)):
         p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument(
-        "--dtype",
-        choices=("fp32", "bf16", "both"),
-        default="both",
-        help="both: fp32, and bf16 where it runs on fast kernels (common.dtypes_to_measure)",
-    )
+    add_dtype_flag(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_run_flags(p, "vision")
     return p.parse_args(argv)
@@ -162,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{1 - med['ours + tokenize'] / med['ours']:.0%} of ours' rate; timm resnet18 / ours = "
             f"{med['timm resnet18'] / med['ours']:.2f}x"
         )
-    return finish("vision", [*lines, "", *(f"- {v}" for v in [*dtype_notes, *verdicts])], args.write, device)
+    return finish("vision", lines, args.write, device, [*dtype_notes, *verdicts])
 
 
 if __name__ == "__main__":
