@@ -6,9 +6,12 @@ Whether reduced precision pays on a CPU depends on the CPU: with AVX-512 or AMX 
 oneDNN's kernels, without them (an AVX2-only CPU) on a loop kernel many times slower than fp32's BLAS
 (``modal_tf/core/cpu_support.py``). Part 1 times square 1024³ products and the three products of the attention's
 qkv projection, ``(B T, D) @ (D, 3 D)`` at core.py's shape, in nn.Linear's layouts, per dtype, interleaved; part 2
-times whole training steps of our decoder (core.py's model and step: forward, loss, backward, AdamW) in fp32 and
-under bf16 autocast, A B B A rounds. The ``fast kernels`` column is what ``fast_cpu_matmul`` answers, which is what
-the attention dispatch, the training layer's precision warning and the other benchmarks' default dtypes read.
+times whole training steps (core.py's step: forward, loss, backward, AdamW) of our decoder in fp32 and under bf16
+autocast — emulated on fp32 kernels where the CPU has no bf16 kernels (``modal_tf/core/emulation.py``), and there
+also on torch's own bf16 kernels — and of the reference GPT (plain SDPA) under bf16 autocast, in rounds that
+alternate their order. The ``fast kernels`` column is what ``fast_cpu_matmul`` answers, which is what the attention
+dispatch, the emulation, the training layer's precision warning and the other benchmarks' default dtypes read.
+On an AVX2-only CPU the two steps on torch's bf16 kernels take ~45 s each: ~9 minutes at the default 3 rounds.
 
     OMP_NUM_THREADS=1 python benchmarks/precision.py [--rounds 3] [--write]
 """
@@ -16,16 +19,17 @@ the attention dispatch, the training layer's precision warning and the other ben
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     DTYPES,
-    ab_row,
     add_run_flags,
     command_line,
     finish,
@@ -37,8 +41,9 @@ from common import (
     start,
 )
 from core import adamw, train_steps
-from peers import Shape, ours_decoder
+from peers import Forward, RefGPT, Shape, ours_decoder
 
+from modal_tf.core import native_reduced_precision
 from modal_tf.core.cpu_support import fast_cpu_matmul
 
 
@@ -66,7 +71,7 @@ def product_rate(rows: int, inner: int, cols: int, layout: str, dtype: torch.dty
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of part 1, A B B A rounds of part 2")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per part (part 2 alternates)")
     p.add_argument("--batch", type=int, default=16)
     add_run_flags(p, "precision")
     return p.parse_args(argv)
@@ -89,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command_line("precision.py", argv),
         f"part 1: matrix products per dtype, the qkv projection's three in the layouts nn.Linear's forward and "
         "backward use, "
-        f"{args.rounds} interleaved rounds, median GFLOP/s; part 2: our decoder at core.py's shape (batch "
-        f"{args.batch}), one training step per measurement, fp32 against bf16 autocast, {args.rounds} A B B A rounds "
-        "after one warm-up",
+        f"{args.rounds} interleaved rounds, median GFLOP/s; part 2: our decoder and the reference GPT at core.py's "
+        f"shape (batch {args.batch}), one training step per measurement, {args.rounds} rounds in alternating order "
+        "after one warm-up each",
     )
     lines += ["", "| product | dtype | fast kernels | GFLOP/s (median) | vs fp32 (paired) |", "|---|---|---|---:|---:|"]
     for label, size in products.items():
@@ -103,17 +108,57 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"| {ratio:.3f}x |"
             )
             print(lines[-1], flush=True)
-    model, forward = ours_decoder(shape)
-    optimizer = adamw(model)
-    ids = torch.randint(0, shape.vocab, (args.batch, shape.seq), generator=torch.Generator().manual_seed(0))
-
-    def step(bf16: bool) -> Callable[[], float]:
-        return lambda: seconds(lambda: train_steps(model, forward, optimizer, ids, ids, 1, bf16))
-
-    steps = interleave({"fp32": step(False), "bf16": step(True)}, args.rounds, alternate=True)
-    lines += ["", "| training step | fp32 s/step | bf16-mixed s/step | bf16 speed-up (paired) | range |"]
-    lines += ["|---|---:|---:|---:|---:|", ab_row("ours, decoder", steps["fp32"], steps["bf16"])]
+    lines += training_steps(shape, args.batch, args.rounds)
     return finish("precision", lines, args.write)
+
+
+def training_steps(shape: Shape, batch: int, rounds: int) -> list[str]:
+    """Part 2: one training step per measurement, per contender, A B C ... C B A rounds after one warm-up.
+
+    Contenders: our decoder in fp32 and under bf16 autocast (emulated on fp32 kernels where the CPU has no bf16
+    kernels: ``modal_tf.core.emulation``); where it has none, also ours on torch's own bf16 kernels
+    (``native_reduced_precision``); and the reference GPT (plain SDPA, core.py's fastest-class fp32 peer) under
+    bf16 autocast, which is what another library's bf16 step costs on this machine.
+    """
+    ours, ours_forward = ours_decoder(shape)
+    torch.manual_seed(0)
+    reference = RefGPT(shape, causal=True)
+    optimizers = {id(ours): adamw(ours), id(reference): adamw(reference)}
+    ids = torch.randint(0, shape.vocab, (batch, shape.seq), generator=torch.Generator().manual_seed(0))
+    emulated = not fast_cpu_matmul(torch.bfloat16)
+
+    def step(model: nn.Module, forward: Forward, bf16: bool, native: bool = False) -> Callable[[], float]:
+        def run() -> None:
+            with native_reduced_precision() if native else contextlib.nullcontext():
+                train_steps(model, forward, optimizers[id(model)], ids, ids, 1, bf16)
+
+        return lambda: seconds(run)
+
+    native_kernels = "torch's bf16 (native_reduced_precision)"
+    our_kernels = "fp32, emulating bf16" if emulated else "bf16"
+    contenders = {  # key: (model, precision, matrix kernels, one measured step)
+        "ours fp32": ("ours", "fp32", "BLAS", step(ours, ours_forward, False)),
+        "ours bf16": ("ours", "bf16-mixed", our_kernels, step(ours, ours_forward, True)),
+    }
+    if emulated:
+        contenders["ours native"] = ("ours", "bf16-mixed", native_kernels, step(ours, ours_forward, True, native=True))
+    contenders["reference bf16"] = ("reference GPT", "bf16-mixed", "torch's bf16", step(reference, reference, True))
+    steps = interleave({key: work for key, (*_, work) in contenders.items()}, rounds, alternate=True)
+    lines = [
+        "",
+        "| training step | precision | matrix kernels | s/step (median) | speed vs ours fp32 (paired) | range |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for key, (model, precision, kernels, _) in contenders.items():
+        ratios = round_ratios(steps["ours fp32"], steps[key])
+        lines.append(
+            f"| {model} | {precision} | {kernels} | {median(steps[key]):.3f} | {median(ratios):.3f}x | "
+            f"{min(ratios):.2f} - {max(ratios):.2f} |"
+        )
+        print(lines[-1], flush=True)
+    versus = round_ratios(steps["reference bf16"], steps["ours bf16"])
+    lines += ["", f"Ours against the reference GPT, both bf16-mixed (paired): {median(versus):.2f}x."]
+    return lines
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from modal_tf.core import cpu_support
 from modal_tf.tokenizers import ByteTokenizer, TokenBatch, Tokens
 
 
@@ -89,3 +91,14 @@ def make_poison_callback() -> type:
 
 
 PoisonAt = make_poison_callback()
+
+
+def pin_reduced_precision_kernels(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """Make every reader of ``fast_cpu_matmul`` (attention dispatch, emulation, precision warning) see a CPU with
+    (``fast``) or without fast bf16/fp16 kernels, whatever this machine has.
+
+    Compiled graphs take the probe's answer as a constant, so they are dropped first (the fixtures
+    ``fast_reduced_precision`` and ``slow_reduced_precision`` drop them again afterwards).
+    """
+    torch._dynamo.reset()
+    monkeypatch.setattr(cpu_support, "_onednn_supports", lambda dtype: fast)

@@ -21,13 +21,6 @@ def qkv(dtype: torch.dtype, queries: int = 6, keys: int = 6, grad: bool = True) 
     return [torch.randn(s, generator=generator, dtype=torch.float64).to(dtype).requires_grad_(grad) for s in shapes]
 
 
-@pytest.fixture
-def fast_reduced_precision(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dispatch as on a CPU with fast bf16/fp16 kernels (AVX-512/AMX) on any machine; ``test_precision.py`` covers
-    CPUs without them, where reduced precision stays on SDPA."""
-    monkeypatch.setattr(explicit, "fast_cpu_matmul", lambda dtype: True)
-
-
 def padding_mask(keys: int) -> torch.Tensor:
     """``(2, 1, 1, S)``: row 0 sees every key, row 1 only the first two."""
     mask = torch.ones(2, 1, 1, keys, dtype=torch.bool)

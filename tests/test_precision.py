@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning.pytorch as pl
 import pytest
 import torch
+import torch.nn.functional as F
+from helpers import ReverseWords, pin_reduced_precision_kernels
+from torch import nn
 
-from modal_tf.core import cpu_support
+from modal_tf.core import TransformerConfig, cpu_support, native_reduced_precision
 from modal_tf.core import explicit_attention as explicit
 from modal_tf.core.cpu_support import fast_cpu_matmul
-from modal_tf.lit import precision
-from modal_tf.lit.precision import precision_dtype, slow_precision_warning
+from modal_tf.lit import ModalModule
+from modal_tf.lit.precision import precision_dtype, slow_precision_warning, unemulated_layers
+from modal_tf.models import DecoderOnly
+from modal_tf.tokenizers import ByteTokenizer
 
 
 def test_blas_dtypes_are_always_fast_and_others_never() -> None:
@@ -43,18 +51,25 @@ def qkv(dtype: torch.dtype) -> list[torch.Tensor]:
 def test_reduced_precision_attention_takes_the_explicit_path_only_on_fast_kernels(
     monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
 ) -> None:
-    calls: list[int] = []
-    apply = explicit.ExplicitAttention.apply
-    monkeypatch.setattr(explicit.ExplicitAttention, "apply", lambda *args: calls.append(1) or apply(*args))
+    kernels: list[torch.dtype] = []  # the dtype each attention kernel ran in
+    apply, sdpa = explicit.ExplicitAttention.apply, F.scaled_dot_product_attention
+    monkeypatch.setattr(explicit.ExplicitAttention, "apply", lambda *a: kernels.append(a[0].dtype) or apply(*a))
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: kernels.append(a[0].dtype) or sdpa(*a, **k))
     for fast in (True, False):
-        monkeypatch.setattr(explicit, "fast_cpu_matmul", lambda d, fast=fast: fast or d == torch.float32)
+        pin_reduced_precision_kernels(monkeypatch, fast)
         for causal in (True, False):
             assert explicit.uses_explicit(*qkv(dtype), dropout_p=0.0, is_causal=causal) is fast
         assert explicit.uses_explicit(*qkv(torch.float32), dropout_p=0.0, is_causal=True), "fp32 keeps BLAS"
-        calls.clear()
-        out = explicit.attention(*qkv(dtype), is_causal=True)
-        assert len(calls) == int(fast), "slow kernels must send reduced precision to SDPA"
-        assert out.shape == (2, 3, 6, 8) and out.dtype == dtype
+        for causal in (True, False):
+            kernels.clear()
+            out = explicit.attention(*qkv(dtype), is_causal=causal)
+            assert out.shape == (2, 3, 6, 8) and out.dtype == dtype
+            # fast: the reduced kernels; slow: emulated, so the fp32 dispatch (explicit when causal, else SDPA)
+            assert kernels == [dtype if fast else torch.float32]
+        with native_reduced_precision():
+            kernels.clear()
+            explicit.attention(*qkv(dtype), is_causal=True)
+            assert kernels == [dtype], "native_reduced_precision() leaves the choice to torch"
 
 
 def test_reduced_precision_attention_compiles_to_one_graph_whatever_the_probe_says() -> None:
@@ -79,11 +94,37 @@ def test_precision_settings_map_to_their_matmul_dtype(setting: str, dtype: torch
 
 def test_the_warning_names_the_setting_and_the_fix_only_for_slow_cpu_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(precision, "fast_cpu_matmul", lambda dtype: dtype == torch.float32)
-    message = slow_precision_warning("bf16-mixed", cpu)
+    ours = DecoderOnly(TransformerConfig(dim=16, depth=1, num_heads=2), ByteTokenizer())
+    pin_reduced_precision_kernels(monkeypatch, fast=False)
+    message = slow_precision_warning("bf16-mixed", cpu, ours)
     assert message is not None and "'bf16-mixed'" in message and "bfloat16" in message and "32-true" in message
-    assert "float16" in str(slow_precision_warning("16-mixed", cpu))
-    assert slow_precision_warning("32-true", cpu) is None
-    assert slow_precision_warning("bf16-mixed", cuda) is None, "GPUs have their own bf16 units"
-    monkeypatch.setattr(precision, "fast_cpu_matmul", lambda dtype: True)
-    assert slow_precision_warning("bf16-mixed", cpu) is None
+    assert "fp32 kernels" in message and "not modal_tf's" not in message, "our layers emulate: not a crawl"
+    assert "float16" in str(slow_precision_warning("16-mixed", cpu, ours))
+    assert slow_precision_warning("32-true", cpu, ours) is None
+    assert slow_precision_warning("bf16-mixed", cuda, ours) is None, "GPUs have their own bf16 units"
+    pin_reduced_precision_kernels(monkeypatch, fast=True)
+    assert slow_precision_warning("bf16-mixed", cpu, ours) is None
+
+
+def test_the_warning_names_the_layers_that_do_not_emulate(monkeypatch: pytest.MonkeyPatch) -> None:
+    pin_reduced_precision_kernels(monkeypatch, fast=False)
+    foreign = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), *(nn.Linear(4, 4) for _ in range(4)))
+    assert unemulated_layers(foreign) == ["0", "2", "3", "4", "5"]
+    message = slow_precision_warning("bf16-true", torch.device("cpu"), foreign)
+    assert message is not None and "5 layers of this model are not modal_tf's ('0', '2', '3' and 2 more)" in message
+    assert "~20x slower" in message and "32-true" in message
+    assert unemulated_layers(nn.MultiheadAttention(8, 2)) == ["MultiheadAttention", "out_proj"]
+
+
+@pytest.mark.usefixtures("slow_reduced_precision")
+def test_a_fit_then_a_test_on_one_module_warns_once(tmp_path: Path) -> None:
+    trainer = pl.Trainer(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, accelerator="cpu", limit_val_batches=0, limit_test_batches=1, precision="bf16-mixed",
+    )  # fmt: skip
+    module = ModalModule(shape="decoder_only", transformer=TransformerConfig(dim=16, depth=1, num_heads=2))
+    data = ReverseWords(batch_size=4)
+    with pytest.warns(UserWarning, match="no fast bfloat16") as caught:
+        trainer.fit(module, datamodule=data)
+        trainer.test(module, datamodule=data, verbose=False)
+    assert sum("no fast bfloat16" in str(w.message) for w in caught) == 1

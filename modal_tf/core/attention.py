@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from modal_tf.core.cache import KVCache, MemoryCache
 from modal_tf.core.config import TransformerConfig
+from modal_tf.core.emulation import Linear
 from modal_tf.core.explicit_attention import attention
 from modal_tf.core.positions import apply_rotary
 
@@ -27,8 +28,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.num_heads = config.num_heads
         self.dropout = config.dropout
-        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=config.bias)
-        self.proj = nn.Linear(config.dim, config.dim, bias=config.bias)
+        self.qkv = Linear(config.dim, 3 * config.dim, bias=config.bias)
+        self.proj = Linear(config.dim, config.dim, bias=config.bias)
 
     def forward(
         self,
@@ -72,9 +73,9 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.num_heads = config.num_heads
         self.dropout = config.dropout
-        self.q = nn.Linear(config.dim, config.dim, bias=config.bias)
-        self.kv = nn.Linear(config.dim, 2 * config.dim, bias=config.bias)
-        self.proj = nn.Linear(config.dim, config.dim, bias=config.bias)
+        self.q = Linear(config.dim, config.dim, bias=config.bias)
+        self.kv = Linear(config.dim, 2 * config.dim, bias=config.bias)
+        self.proj = Linear(config.dim, config.dim, bias=config.bias)
 
     def forward(
         self, x: Tensor, memory: Tensor, mask: Tensor | None = None, cache: MemoryCache | None = None

@@ -11,11 +11,14 @@ intermediate scores twice), and so does fp32 *causal* training on CPU with rows 
 ``MAX_FP32_CAUSAL_KEYS`` keys, where skipping the scores above the diagonal (below) beats SDPA's well-tuned fp32
 kernel. Everything else — fp32 bidirectional or longer rows, fp64, inference, dropout, any CUDA device, score
 matrices above ``MAX_SCORE_BYTES`` where the flash kernel's O(T) memory matters, or rows longer than ``MAX_KEYS``
-keys (``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged. So does bf16/fp16
-on a CPU without fast kernels for that dtype (``cpu_support.fast_cpu_matmul``: an AVX2-only CPU, say), where the
-batched GEMMs fall back to a loop kernel: SDPA's bf16 kernel, slow there too (4x its fp32 time at 128 keys), was
-still 1.4-2.0x (causal) and 2.3-2.5x (bidirectional) faster than the explicit path from 128 to 2,048 keys (bf16,
-forward + backward, one thread, AMD EPYC; ``benchmarks/attention_paths.py``).
+keys (``MAX_CAUSAL_KEYS`` when causal) where the explicit path turned slower — calls SDPA unchanged.
+
+bf16/fp16 on a CPU without fast kernels for that dtype (``cpu_support.fast_cpu_matmul``: an AVX2-only CPU, say)
+is emulated (``emulation``): the inputs are rounded to the reduced dtype, the fp32 dispatch above runs on them and
+the output is rounded back. Both reduced-precision paths are slow there, since their GEMMs fall back to a loop
+kernel: SDPA's bf16 kernel took 4x its fp32 time at 128 keys and was still 1.4-2.0x (causal) and 2.3-2.5x
+(bidirectional) faster than the explicit path from 128 to 2,048 keys (bf16, forward + backward, one thread, AMD
+EPYC; ``benchmarks/attention_paths.py``). Under ``native_reduced_precision()`` such inputs go to SDPA.
 
 Causal attention is computed in query blocks (``causal_blocks``), each scoring only the keys its rows can
 reach, so the scores above the block diagonal — almost half the square — are never computed, stored or
@@ -48,6 +51,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from modal_tf.core.cpu_support import fast_cpu_matmul
+from modal_tf.core.emulation import emulated_dtype, rounded
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 # The explicit path keeps the (N, T, S) probabilities for backward; above this size per call, SDPA's flash kernel
@@ -99,6 +103,7 @@ def attention(
     """``F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal)``, faster for some CPU training.
 
     The explicit path runs for bf16/fp16 training and for causal fp32 training with short rows (``uses_explicit``);
+    bf16/fp16 where the CPU has no kernels for it runs the fp32 dispatch on rounded inputs (module docstring);
     functorch transforms (``torch.func``) are not supported through it, as it is an old-style
     ``autograd.Function``; ``torch.compile`` traces it, forward and backward, without a graph break (tested with
     inductor and ``fullgraph=True``).
@@ -116,6 +121,13 @@ def attention(
     """
     if mask is not None and is_causal:
         raise ValueError("attention: pass either mask or is_causal=True, not both (as F.scaled_dot_product_attention)")
+    dtype = emulated_dtype(q)
+    if dtype is not None:  # bf16/fp16 on a CPU without kernels for it: the fp32 paths on rounded inputs (emulation)
+        if mask is not None and mask.dtype != torch.bool:
+            mask = rounded(mask, dtype)
+        with torch.autocast("cpu", enabled=False):  # else autocast would recast SDPA's inputs to the slow dtype
+            out = attention(rounded(q, dtype), rounded(k, dtype), rounded(v, dtype), mask, dropout_p, is_causal)
+        return out.to(dtype)  # (B, H, T, Dh)
     if not uses_explicit(q, k, v, dropout_p, is_causal):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
     return explicit_attention(q, k, v, mask, is_causal)
@@ -258,6 +270,13 @@ class ExplicitAttention(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        # In the saved tensors' dtype, as in eager backward (outside autocast): a compiled graph would otherwise
+        # trace it under the forward's autocast, which recasts some GEMMs (and then mismatches dtypes in others).
+        with torch.autocast("cpu", enabled=False):
+            return ExplicitAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         k3, v3, *saved = ctx.saved_tensors
         q_blocks, probs = saved[: len(ctx.blocks)], saved[len(ctx.blocks) :]
         batch, heads, queries, head_dim = grad_out.shape

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modal_tf.core.config import TransformerConfig
+from modal_tf.core.emulation import Linear
 
 
 def _layer_norm(config: TransformerConfig) -> nn.Module:
@@ -30,8 +31,8 @@ class GeluMLP(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(config.dim, config.mlp_hidden, bias=config.bias)
-        self.proj = nn.Linear(config.mlp_hidden, config.dim, bias=config.bias)
+        self.fc = Linear(config.dim, config.mlp_hidden, bias=config.bias)
+        self.proj = Linear(config.mlp_hidden, config.dim, bias=config.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, T, D) -> (B, T, D)``."""
@@ -47,8 +48,8 @@ class SwiGLU(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         hidden = max(1, 2 * config.mlp_hidden // 3)
-        self.fc = nn.Linear(config.dim, 2 * hidden, bias=config.bias)  # gate and value fused
-        self.proj = nn.Linear(hidden, config.dim, bias=config.bias)
+        self.fc = Linear(config.dim, 2 * hidden, bias=config.bias)  # gate and value fused
+        self.proj = Linear(hidden, config.dim, bias=config.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, T, D) -> (B, T, D)``."""

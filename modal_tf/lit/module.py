@@ -123,6 +123,7 @@ class ModalModule(pl.LightningModule):
         self.task: TaskSpec | None = None
         self.net: nn.Module | None = None
         self.no_decay: frozenset[int] | None = None  # ids of parameters AdamW leaves undecayed, set with the net
+        self.precision_checked = False  # whether setup() has weighed the precision against this CPU
 
     # ----- building -------------------------------------------------------------------------------------------
     def configure_task(self, task: TaskSpec) -> None:
@@ -152,11 +153,8 @@ class ModalModule(pl.LightningModule):
             self.val_exact, self.test_exact = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
 
     def setup(self, stage: str) -> None:
-        """Take the task from the DataModule (restored checkpoints hand theirs to the DataModule); warn when the
-        precision has no fast kernels on this CPU (``modal_tf.lit.precision``)."""
-        warning = slow_precision_warning(str(self.trainer.precision), self.trainer.strategy.root_device)
-        if warning is not None:
-            rank_zero_warn(warning)
+        """Take the task from the DataModule (restored checkpoints hand theirs to the DataModule), build the network;
+        warn once when the precision has no fast kernels on this CPU (``modal_tf.lit.precision``)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if not isinstance(datamodule, ModalDataModule):
             raise TypeError(f"ModalModule needs a ModalDataModule, got {type(datamodule).__name__}")
@@ -166,6 +164,12 @@ class ModalModule(pl.LightningModule):
         if datamodule.task is None:
             raise RuntimeError("the DataModule did not build its task in setup()")
         self.configure_task(datamodule.task)
+        if not self.precision_checked:  # once per module: a fit and then a test in one process warn once
+            self.precision_checked = True
+            device = self.trainer.strategy.root_device
+            warning = slow_precision_warning(str(self.trainer.precision), device, self._net())
+            if warning is not None:
+                rank_zero_warn(warning)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the tokenizers' JSON state beside the weights."""

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from modal_tf.core import DecodingCache, Transformer, TransformerConfig
+from modal_tf.core import DecodingCache, Linear, Transformer, TransformerConfig
 from modal_tf.models.embedder import SegmentEmbedder, pad_axes, valid_or_none
 from modal_tf.models.generation import GenerationConfig, GenerationOutput, generate
 from modal_tf.tokenizers import DiscreteTokenizer, TokenBatch, Tokenizer
@@ -55,7 +55,7 @@ class DecoderOnly(nn.Module):
         self.prefix_names = list(prefix)
         self.embedder = SegmentEmbedder(config, {**prefix, TARGET: target})
         self.decoder = Transformer(config, self.embedder.num_axes)
-        self.head = nn.Linear(config.dim, target.vocab_size, bias=False)
+        self.head = Linear(config.dim, target.vocab_size, bias=False)
         self.head.weight = self.embedder.target_table().weight  # weight tying (Press & Wolf 2017)
 
     def embed_prefix(self, inputs: Mapping[str, TokenBatch], batch_size: int, device: torch.device) -> Prefix:

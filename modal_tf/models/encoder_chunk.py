@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from modal_tf.core import Transformer, TransformerConfig
+from modal_tf.core import Linear, Transformer, TransformerConfig
 from modal_tf.models.embedder import SegmentEmbedder, valid_or_none
 from modal_tf.models.generation import GenerationConfig, GenerationOutput
 from modal_tf.models.sequence import IGNORE_INDEX
@@ -44,7 +44,7 @@ class EncoderChunk(nn.Module):
         self.embedder = SegmentEmbedder(config, inputs)
         self.queries = nn.Parameter(torch.randn(1, num_slots, config.dim) * 0.02)
         self.encoder = Transformer(config, self.embedder.num_axes)
-        self.head = nn.Linear(config.dim, target.vocab_size)
+        self.head = Linear(config.dim, target.vocab_size)
 
     def forward(self, inputs: Mapping[str, TokenBatch]) -> Tensor:
         """Slot logits ``(B, Q, V)``."""

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from modal_tf.core import CrossBlock, DecodingCache, Transformer, TransformerConfig
+from modal_tf.core import CrossBlock, DecodingCache, Linear, Transformer, TransformerConfig
 from modal_tf.models.embedder import SegmentEmbedder, valid_or_none
 from modal_tf.models.generation import GenerationConfig, GenerationOutput, generate
 from modal_tf.tokenizers import DiscreteTokenizer, TokenBatch, Tokenizer
@@ -57,7 +57,7 @@ class EncoderDecoder(nn.Module):
         self.encoder = Transformer(config, self.encoder_embedder.num_axes)
         self.decoder_embedder = SegmentEmbedder(decoder_config, {TARGET: target})
         self.decoder = Transformer(decoder_config, len(target.axes), block=CrossBlock)
-        self.head = nn.Linear(config.dim, target.vocab_size, bias=False)
+        self.head = Linear(config.dim, target.vocab_size, bias=False)
         self.head.weight = self.decoder_embedder.target_table().weight  # weight tying (Press & Wolf 2017)
 
     def encode(self, inputs: Mapping[str, TokenBatch]) -> Memory:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from modal_tf.core import Transformer, TransformerConfig
+from modal_tf.core import Linear, Transformer, TransformerConfig
 from modal_tf.models.embedder import SegmentEmbedder, valid_or_none
 from modal_tf.tokenizers import TokenBatch, Tokenizer
 
@@ -45,7 +45,7 @@ class EncoderOnly(nn.Module):
         self.embedder = SegmentEmbedder(config, inputs)
         self.cls_token = nn.Parameter(torch.randn(1, 1, config.dim) * 0.02) if pooling == "cls" else None
         self.encoder = Transformer(config, self.embedder.num_axes)
-        self.head = nn.Linear(config.dim, num_classes) if num_classes is not None else None
+        self.head = Linear(config.dim, num_classes) if num_classes is not None else None
 
     def encode(self, inputs: Mapping[str, TokenBatch]) -> tuple[Tensor, Tensor]:
         """Per-token hidden states ``(B, T, D)`` and validity ``(B, T)`` (class token first, if any)."""

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from modal_tf.atomic import atomic_write_text
+from modal_tf.core.emulation import Linear
 
 STATE_FORMAT = 1
 Self = TypeVar("Self", bound="Tokenizer")
@@ -213,7 +214,7 @@ class FeatureTokenizer(Tokenizer):
 
     def embedding(self, dim: int) -> nn.Module:
         """A linear projection ``F -> dim``."""
-        return nn.Linear(self.feature_dim, dim)
+        return Linear(self.feature_dim, dim)
 
 
 def enforce_max_length(items: Seq, max_length: int | None, truncate: bool, unit: str, stacklevel: int = 2) -> Seq:

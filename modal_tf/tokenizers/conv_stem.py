@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from modal_tf.core.emulation import Conv2d, Linear
 from modal_tf.tokenizers.patch import PatchTokenizer
 from modal_tf.tokenizers.registry import register_tokenizer
 
@@ -52,12 +53,12 @@ class ConvStemEmbedding(nn.Module):
         self.channels = channels
         self.window = patch_size + 2 * halo
         self.stem = nn.Sequential(
-            nn.Conv2d(channels, width, kernel_size=3),
+            Conv2d(channels, width, kernel_size=3),
             nn.GELU(),
-            nn.Conv2d(width, width, kernel_size=3),
+            Conv2d(width, width, kernel_size=3),
             nn.GELU(),  # without it the second conv and the projection would collapse into one linear map
         )
-        self.project = nn.Linear(width * patch_size * patch_size, dim)
+        self.project = Linear(width * patch_size * patch_size, dim)
 
     def forward(self, values: Tensor) -> Tensor:
         """Embed ``(B, T, F)`` windows as ``(B, T, D)``."""

@@ -31,6 +31,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from modal_tf.core.emulation import Conv1d
 from modal_tf.tokenizers.base import Tokens
 from modal_tf.tokenizers.registry import register_tokenizer
 from modal_tf.tokenizers.spectrogram import SpectrogramTokenizer
@@ -49,8 +50,8 @@ class WhisperStem(nn.Module):
     def __init__(self, in_features: int, dim: int) -> None:
         super().__init__()
         self.in_features = in_features
-        self.conv1 = nn.Conv1d(in_features, dim, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv1d(dim, dim, kernel_size=3, padding=1)
+        self.conv1 = Conv1d(in_features, dim, kernel_size=3, padding=1)
+        self.conv2 = Conv1d(dim, dim, kernel_size=3, padding=1)
 
     def forward(self, values: Tensor) -> Tensor:
         """Embed ``(B, T, in_features + 1)`` tokens (last feature 1 = real, 0 = padding) to ``(B, T, dim)``."""

@@ -1,0 +1,149 @@
+"""bf16/fp16 matrix products on fp32 kernels, for CPUs without fast reduced-precision kernels.
+
+Notation: N rows (every leading dim of a linear layer's input, flattened), I input features, O output features.
+
+On a CPU without bf16 instructions (AVX2 only, say an AMD EPYC Zen 3) torch multiplies bf16 matrices on a loop
+kernel (``cpu_support``): a small decoder's ``bf16-mixed`` training step measured ~20x slower than fp32 there. Yet
+a bf16 (or fp16) product is exactly representable work for fp32: the product of two bf16 numbers (8-bit
+significands) fits fp32's 24 bits without rounding, and oneDNN's bf16 kernels accumulate in fp32 anyway. So an fp32
+GEMM on the bf16-rounded operands, rounded to bf16 at the end, computes what a bf16 GEMM computes, up to the
+order of the fp32 sums. The layers here do that on such CPUs and keep bf16's behaviour everywhere else it shows:
+operands and outputs are rounded to the reduced dtype, weight and input gradients come back in it (then to the
+parameter's dtype, as under autocast), and ``Linear`` saves its bf16 operands (not fp32 copies) for backward. The
+attention dispatch does the same for ``F.scaled_dot_product_attention`` (``explicit_attention.attention``).
+
+Where it applies (``emulated_dtype``): CPU tensors computed in bf16 or fp16 — under ``torch.autocast("cpu")`` or
+as the tensor's own dtype (``bf16-true``) — where ``fast_cpu_matmul`` says no. On a CPU with the kernels, on any GPU,
+and in fp32 the layers are ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` exactly. ``native_reduced_precision()``
+switches emulation off, to measure torch's own kernels (``benchmarks/precision.py``).
+
+Speed (one thread, AMD EPYC AVX2, ``benchmarks/precision.py``'s decoder step): fp32 1.80 s, bf16-mixed 48.5 s on
+torch's kernels, ~1.96 s emulated. Emulation buys bf16's numerics (a recipe meant for a bf16 GPU behaves the same on
+a laptop) and bf16's saved-activation memory, not its speed: ``32-true`` stays the fast setting on such CPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from modal_tf.core.cpu_support import fast_cpu_matmul
+
+_REDUCED = (torch.bfloat16, torch.float16)
+_AUTOCAST_ELIGIBLE = (torch.float32, *_REDUCED)  # the dtypes CPU autocast recasts (not fp64, not integers)
+_state = {"emulate": True}  # flipped only by native_reduced_precision
+
+
+def emulated_dtype(x: Tensor) -> torch.dtype | None:
+    """The reduced dtype that a matrix product of ``x`` would compute in on a slow kernel here, or None.
+
+    That dtype is the CPU autocast dtype when autocast is on (and ``x`` is a dtype it recasts), else ``x.dtype``;
+    it is emulated when it is bf16 or fp16, ``x`` is on the CPU and ``fast_cpu_matmul`` says the CPU lacks kernels.
+    """
+    if x.device.type != "cpu" or not _state["emulate"]:
+        return None
+    dtype = x.dtype
+    if torch.is_autocast_enabled("cpu") and dtype in _AUTOCAST_ELIGIBLE:
+        dtype = torch.get_autocast_dtype("cpu")
+    return dtype if dtype in _REDUCED and not fast_cpu_matmul(dtype) else None
+
+
+@contextlib.contextmanager
+def native_reduced_precision() -> Iterator[None]:
+    """Within this context, bf16/fp16 products run on torch's own kernels, even where those are slow."""
+    previous = _state["emulate"]
+    _state["emulate"] = False
+    try:
+        yield
+    finally:
+        _state["emulate"] = previous
+
+
+def rounded(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` rounded to ``dtype`` and held in fp32 (exact: fp32 represents every bf16 and fp16 value)."""
+    return x.to(dtype).float()
+
+
+class EmulatedLinear(torch.autograd.Function):
+    """``F.linear`` of reduced-precision operands on fp32 GEMMs; saves the reduced operands, not fp32 copies."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """``(..., I)`` x ``(O, I)`` (+ ``(O,)``) -> ``(..., O)``, all in the same reduced dtype."""
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
+        with torch.autocast("cpu", enabled=False):  # else autocast would send the fp32 GEMM back to bf16
+            out = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
+        return out.to(x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        with torch.autocast("cpu", enabled=False):
+            grad = grad_out.float()  # (..., O)
+            if ctx.needs_input_grad[0]:
+                grad_x = (grad @ weight.float()).to(x.dtype)  # (..., I)
+            rows = grad.reshape(-1, grad.shape[-1])  # (N, O)
+            if ctx.needs_input_grad[1]:
+                grad_weight = (rows.T @ x.reshape(-1, x.shape[-1]).float()).to(weight.dtype)  # (O, I)
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                grad_bias = rows.sum(0).to(weight.dtype)  # (O,)
+        return grad_x, grad_weight, grad_bias
+
+
+class EmulatesReducedPrecision:
+    """Marker of the layers that emulate bf16/fp16 products where the CPU is slow (``Linear``, ``Conv1d``, ...)."""
+
+
+class Linear(nn.Linear, EmulatesReducedPrecision):
+    """``nn.Linear`` that computes bf16/fp16 on fp32 kernels where the CPU has none for them (module docstring).
+
+    Same parameters, state dict and results as ``nn.Linear`` (up to the order of fp32 sums where it emulates).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., I)`` -> ``(..., O)``."""
+        dtype = emulated_dtype(x)
+        if dtype is None:
+            return F.linear(x, self.weight, self.bias)
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return EmulatedLinear.apply(x.to(dtype), self.weight.to(dtype), bias)
+
+
+class _EmulatedConv(EmulatesReducedPrecision):
+    """Convolution on fp32 kernels over reduced-precision-rounded operands, where the CPU is slow.
+
+    Stems run one or two convolutions, so autograd's own backward (which keeps the fp32 copies) is good enough
+    here; ``Linear``, the hot path, keeps the reduced operands instead.
+    """
+
+    weight: Tensor
+    bias: Tensor | None
+    if TYPE_CHECKING:  # supplied by the nn.Conv class mixed in after this one (a stub here would shadow it)
+
+        def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor: ...
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The convolution of ``x``, as the ``nn.Conv`` class it is mixed into computes it."""
+        dtype = emulated_dtype(x)
+        if dtype is None:
+            return self._conv_forward(x, self.weight, self.bias)
+        bias = None if self.bias is None else rounded(self.bias, dtype)
+        with torch.autocast("cpu", enabled=False):
+            return self._conv_forward(rounded(x, dtype), rounded(self.weight, dtype), bias).to(dtype)
+
+
+class Conv1d(_EmulatedConv, nn.Conv1d):
+    """``nn.Conv1d`` that computes bf16/fp16 on fp32 kernels where the CPU has none for them."""
+
+
+class Conv2d(_EmulatedConv, nn.Conv2d):
+    """``nn.Conv2d`` that computes bf16/fp16 on fp32 kernels where the CPU has none for them."""
