@@ -11,7 +11,8 @@ autocast — emulated on fp32 kernels where the CPU has no bf16 kernels (``modal
 also on torch's own bf16 kernels — and of the reference GPT (plain SDPA) under bf16 autocast, in rounds that
 alternate their order. The ``fast kernels`` column is what ``fast_cpu_matmul`` answers, which is what the attention
 dispatch, the emulation, the training layer's precision warning and the other benchmarks' default dtypes read.
-On an AVX2-only CPU the two steps on torch's bf16 kernels take ~45 s each: ~9 minutes at the default 3 rounds.
+Part 3 times our decoder's cached generation the same ways. On an AVX2-only CPU the two training steps on torch's
+bf16 kernels take ~45 s each: ~10 minutes at the default 3 rounds.
 
     OMP_NUM_THREADS=1 python benchmarks/precision.py [--rounds 3] [--write]
 """
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
@@ -41,10 +42,11 @@ from common import (
     start,
 )
 from core import adamw, train_steps
-from peers import Forward, RefGPT, Shape, ours_decoder
+from peers import Forward, RefGPT, Shape, as_batch, ours_decoder
 
 from modal_tf.core import native_reduced_precision
 from modal_tf.core.cpu_support import fast_cpu_matmul
+from modal_tf.models import GenerationConfig
 
 
 def product_rate(rows: int, inner: int, cols: int, layout: str, dtype: torch.dtype) -> Callable[[], float]:
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backward use, "
         f"{args.rounds} interleaved rounds, median GFLOP/s; part 2: our decoder and the reference GPT at core.py's "
         f"shape (batch {args.batch}), one training step per measurement, {args.rounds} rounds in alternating order "
-        "after one warm-up each",
+        f"after one warm-up each; part 3: our decoder's cached generation, {args.rounds} interleaved rounds",
     )
     lines += ["", "| product | dtype | fast kernels | GFLOP/s (median) | vs fp32 (paired) |", "|---|---|---|---:|---:|"]
     for label, size in products.items():
@@ -109,7 +111,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(lines[-1], flush=True)
     lines += training_steps(shape, args.batch, args.rounds)
+    lines += decoding(shape, args.rounds)
     return finish("precision", lines, args.write)
+
+
+def decoding(shape: Shape, rounds: int, prompt: int = 64, new: int = 64) -> list[str]:
+    """Part 3: our decoder's greedy generation with its KV cache (``generation.py``'s contender ``ours cache``), new
+    tokens/s in fp32 and under bf16 autocast (as dispatched, and where emulated also on torch's bf16 kernels), at
+    batch 1 and 8, interleaved rounds after one warm-up."""
+    model = ours_decoder(Shape(shape.vocab, shape.dim, shape.depth, shape.heads, seq=prompt + new))[0].eval()
+    config = GenerationConfig(max_new_tokens=new, stop_at_eos=False, use_cache=True)
+    emulated = not fast_cpu_matmul(torch.bfloat16)
+    modes = {"fp32": "BLAS", "bf16-mixed": "fp32, emulating bf16" if emulated else "bf16"}
+    if emulated:
+        modes["bf16-mixed, native"] = "torch's bf16 (native_reduced_precision)"
+    lines = [
+        "",
+        f"Generation, prompt {prompt}, {new} new tokens, KV cache:",
+        "",
+        "| batch | precision | matrix kernels | new tokens/s (median) | vs fp32 (paired) |",
+        "|---:|---|---|---:|---:|",
+    ]
+    for batch in (1, 8):
+        ids = torch.randint(3, shape.vocab, (batch, prompt), generator=torch.Generator().manual_seed(batch))
+
+        def rate(mode: str, ids: Tensor = ids) -> float:
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode != "fp32")
+            native = native_reduced_precision() if mode.endswith("native") else contextlib.nullcontext()
+            with autocast, native:
+                return ids.shape[0] * new / seconds(lambda: model.generate({}, as_batch(ids), config))
+
+        rates = interleave({mode: lambda mode=mode: rate(mode) for mode in modes}, rounds)
+        for mode, kernels in modes.items():
+            ratio = median(round_ratios(rates[mode], rates["fp32"]))
+            lines.append(f"| {batch} | {mode.split(',')[0]} | {kernels} | {median(rates[mode]):.1f} | {ratio:.3f}x |")
+            print(lines[-1], flush=True)
+    return lines
 
 
 def training_steps(shape: Shape, batch: int, rounds: int) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import text_batch
+from helpers import pin_reduced_precision_kernels, text_batch
 from torch import Tensor
 from torch._dynamo.backends.common import aot_autograd
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -21,7 +21,8 @@ from modal_tf.tokenizers import ByteTokenizer
 
 REDUCED = [torch.bfloat16, torch.float16]
 # aten's matrix products and convolutions, as the dispatcher names them (forward and backward)
-PRODUCTS = ("mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward", "scaled_dot_product")
+PRODUCTS = ("mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot")
+PRODUCTS += ("convolution", "convolution_backward")
 
 
 class ProductDtypes(TorchDispatchMode):
@@ -36,6 +37,10 @@ class ProductDtypes(TorchDispatchMode):
         if name in PRODUCTS or "scaled_dot_product" in name:
             self.seen.append((name, next(a.dtype for a in args if isinstance(a, Tensor))))
         return func(*args, **(kwargs or {}))
+
+    @property
+    def dtypes(self) -> set[torch.dtype]:
+        return {dtype for _, dtype in self.seen}
 
 
 def outputs_and_grads(layer: torch.nn.Module, x: Tensor, dtype: torch.dtype, mode: str) -> list[Tensor]:
@@ -78,9 +83,11 @@ def test_emulation_gives_torchs_reduced_precision_results(
     if mode == "true":
         layer = layer.to(dtype)
     x = torch.randn(*shape)
-    emulated = outputs_and_grads(layer, x, dtype, mode)
-    with native_reduced_precision():
+    with ProductDtypes() as emulated_run:
+        emulated = outputs_and_grads(layer, x, dtype, mode)
+    with native_reduced_precision(), ProductDtypes() as native_run:
         native = outputs_and_grads(layer, x, dtype, mode)
+    assert emulated_run.dtypes == {torch.float32} and native_run.dtypes == {dtype}, "emulated: fp32 products only"
     assert emulated[0].dtype == dtype, "outputs stay in the reduced dtype"
     eps = torch.finfo(dtype).eps
     for name, e, n in zip(("out", "input grad", "weight grad", "bias grad"), emulated, native, strict=True):
@@ -110,8 +117,6 @@ def test_emulation_only_where_the_product_would_be_reduced_on_a_slow_cpu(
     with native_reduced_precision():
         assert not emulates(x)
     assert emulates(x), "native_reduced_precision() ends with its block"
-    from helpers import pin_reduced_precision_kernels
-
     pin_reduced_precision_kernels(monkeypatch, fast=True)
     assert not emulates(x), "a CPU with bf16 kernels runs them"
 
@@ -125,6 +130,52 @@ def test_linear_saves_its_reduced_operands_not_fp32_copies() -> None:
     with hooks, torch.autocast("cpu", dtype=torch.bfloat16):
         layer(x)
     assert saved == [torch.bfloat16, torch.bfloat16]
+
+
+@pytest.mark.usefixtures("slow_reduced_precision")
+def test_calls_without_autograd_reuse_the_rounded_weight_until_it_changes() -> None:
+    layer, x = Linear(8, 4), torch.randn(3, 8)
+
+    def call(grad: bool) -> Tensor:
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            return layer(x)
+
+    first = call(False)
+    held = layer._rounded
+    assert held is not None and call(False) is not first and layer._rounded is held, "rounded once"
+    assert torch.equal(first, call(True)), "the same numbers as the autograd path"
+    with torch.no_grad():
+        layer.bias.add_(1.0)  # an optimizer-style in-place write of the bias alone
+    assert torch.equal(call(False), call(True)) and not torch.equal(call(False), first)
+    layer.load_state_dict({"weight": torch.zeros(4, 8), "bias": torch.zeros(4)})
+    assert torch.equal(call(False), torch.zeros(3, 4, dtype=torch.bfloat16))
+    with torch.inference_mode():
+        call(False)  # a rounded weight made in inference mode, then training: never saved for backward
+    call(True).float().sum().backward()
+
+
+@pytest.mark.usefixtures("slow_reduced_precision")
+def test_mismatched_dtypes_still_get_torchs_error() -> None:
+    with pytest.raises(RuntimeError, match="dtype"):  # bf16 input, fp32 weight, no autocast: as nn.Linear
+        Linear(8, 4)(torch.randn(2, 8).bfloat16())
+
+
+@pytest.mark.usefixtures("slow_reduced_precision")
+def test_emulated_linear_supports_double_backward_and_torch_func() -> None:
+    layer, x = Linear(6, 3).bfloat16(), torch.randn(4, 6).bfloat16().requires_grad_()
+
+    def loss(x: Tensor) -> Tensor:
+        return layer(x).float().square().sum()
+
+    (grad,) = torch.autograd.grad(loss(x), x, create_graph=True)
+    (second,) = torch.autograd.grad(grad.float().sum(), x)
+    with native_reduced_precision():
+        (native_grad,) = torch.autograd.grad(loss(x), x, create_graph=True)
+        (native_second,) = torch.autograd.grad(native_grad.float().sum(), x)
+    torch.testing.assert_close(second, native_second)
+    torch.testing.assert_close(torch.func.grad(loss)(x), grad.detach())
+    per_row = torch.func.vmap(torch.func.grad(lambda row: loss(row[None])))(x)  # (4, 6)
+    torch.testing.assert_close(per_row, grad.detach())
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -143,9 +194,11 @@ def test_emulated_attention_is_at_least_as_accurate_as_torchs_kernel(causal: boo
         return [out.double(), *(t.grad.double() for t in tensors)]  # type: ignore[union-attr]
 
     reference = run(F.scaled_dot_product_attention, exact)
-    ours = run(attention, low)
-    with native_reduced_precision():
+    with ProductDtypes() as emulated_run:
+        ours = run(attention, low)
+    with native_reduced_precision(), ProductDtypes() as native_run:
         native = run(attention, low)
+    assert emulated_run.dtypes == {torch.float32} and native_run.dtypes == {torch.bfloat16}
     assert attention(*low, is_causal=causal).dtype == torch.bfloat16
     for name, o, n, r in zip(("out", "dq", "dk", "dv"), ours, native, reference, strict=True):
         our_error, native_error = ((o - r).norm() / r.norm()).item(), ((n - r).norm() / r.norm()).item()
@@ -172,8 +225,8 @@ def test_a_bf16_training_step_runs_every_product_in_fp32_and_matches_torchs_loss
         emulated_loss = decoder_step(model, texts)
     with native_reduced_precision(), ProductDtypes() as native_run:
         native_loss = decoder_step(model, texts)
-    assert {dtype for _, dtype in native_run.seen} >= {torch.bfloat16}, "the recorder sees torch's bf16 products"
-    assert emulated_run.seen and {dtype for _, dtype in emulated_run.seen} == {torch.float32}, emulated_run.seen
+    assert torch.bfloat16 in native_run.dtypes, "the recorder sees torch's bf16 products"
+    assert emulated_run.dtypes == {torch.float32}, emulated_run.seen
     torch.testing.assert_close(emulated_loss, native_loss, rtol=1e-2, atol=1e-2)
 
 

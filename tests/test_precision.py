@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -117,14 +118,28 @@ def test_the_warning_names_the_layers_that_do_not_emulate(monkeypatch: pytest.Mo
 
 
 @pytest.mark.usefixtures("slow_reduced_precision")
-def test_a_fit_then_a_test_on_one_module_warns_once(tmp_path: Path) -> None:
-    trainer = pl.Trainer(
-        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu", limit_val_batches=0, limit_test_batches=1, precision="bf16-mixed",
-    )  # fmt: skip
+def test_one_module_warns_once_per_precision_it_runs_at(tmp_path: Path) -> None:
+    def trainer(precision: str) -> pl.Trainer:
+        return pl.Trainer(
+            max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu", limit_val_batches=0,
+            limit_test_batches=1, precision=precision,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def warned() -> int:
+        return sum("no fast bfloat16" in str(w.message) for w in caught)
+
     module = ModalModule(shape="decoder_only", transformer=TransformerConfig(dim=16, depth=1, num_heads=2))
     data = ReverseWords(batch_size=4)
-    with pytest.warns(UserWarning, match="no fast bfloat16") as caught:
-        trainer.fit(module, datamodule=data)
-        trainer.test(module, datamodule=data, verbose=False)
-    assert sum("no fast bfloat16" in str(w.message) for w in caught) == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = trainer("32-true")
+        fit.fit(module, datamodule=data)
+        fit.test(module, datamodule=data, verbose=False)
+        assert warned() == 0
+        bf16 = trainer("bf16-mixed")
+        bf16.test(module, datamodule=data, verbose=False)
+        assert warned() == 1, "the same module, now at bf16-mixed"
+        bf16.test(module, datamodule=data, verbose=False)
+        trainer("bf16-mixed").test(module, datamodule=data, verbose=False)
+        assert warned() == 1, "once per precision, however many stages"

@@ -10,8 +10,8 @@ projection's products in bf16 at 0.02-0.22x fp32's GFLOP/s (by layout: its input
 against 2.36 s).
 
 ``fast_cpu_matmul`` asks torch the question its own dispatch asks (``torch.ops.mkldnn._is_mkldnn_bf16_supported``,
-as ``torch._inductor`` does), so the two cannot disagree; the attention dispatch and the training layer's precision
-warning read it.
+as ``torch._inductor`` does), so the two cannot disagree; the attention dispatch, the emulation of bf16/fp16 on
+fp32 kernels (``emulation``) and the training layer's precision warning read it.
 """
 
 from __future__ import annotations

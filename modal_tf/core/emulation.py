@@ -7,10 +7,13 @@ kernel (``cpu_support``): a small decoder's ``bf16-mixed`` training step measure
 a bf16 (or fp16) product is exactly representable work for fp32: the product of two bf16 numbers (8-bit
 significands) fits fp32's 24 bits without rounding, and oneDNN's bf16 kernels accumulate in fp32 anyway. So an fp32
 GEMM on the bf16-rounded operands, rounded to bf16 at the end, computes what a bf16 GEMM computes, up to the
-order of the fp32 sums. The layers here do that on such CPUs and keep bf16's behaviour everywhere else it shows:
-operands and outputs are rounded to the reduced dtype, weight and input gradients come back in it (then to the
-parameter's dtype, as under autocast), and ``Linear`` saves its bf16 operands (not fp32 copies) for backward. The
-attention dispatch does the same for ``F.scaled_dot_product_attention`` (``explicit_attention.attention``).
+order of the fp32 sums. The layers here do that on such CPUs and keep bf16's behaviour where it shows: operands and
+outputs are rounded to the reduced dtype, weight and input gradients come back in it (then to the parameter's
+dtype, as under autocast), and ``Linear`` saves its bf16 operands (not fp32 copies) for backward. The attention
+dispatch (``explicit_attention.attention``) runs its fp32 paths on rounded inputs and rounds the output: scores
+and probabilities stay fp32 inside, so it is a little *more* precise than torch's bf16 kernels (tested), and it
+keeps fp32 tensors for backward (2-3.4x the bytes SDPA's bf16 kernel keeps, at B 2, H 4, T 64, Dh 16), as the
+convolutions do.
 
 Where it applies (``emulated_dtype``): CPU tensors computed in bf16 or fp16 — under ``torch.autocast("cpu")`` or
 as the tensor's own dtype (``bf16-true``) — where ``fast_cpu_matmul`` says no. On a CPU with the kernels, on any GPU,
@@ -18,8 +21,10 @@ and in fp32 the layers are ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` exactly
 switches emulation off, to measure torch's own kernels (``benchmarks/precision.py``).
 
 Speed (one thread, AMD EPYC AVX2, ``benchmarks/precision.py``'s decoder step): fp32 1.80 s, bf16-mixed 48.5 s on
-torch's kernels, ~1.96 s emulated. Emulation buys bf16's numerics (a recipe meant for a bf16 GPU behaves the same on
-a laptop) and bf16's saved-activation memory, not its speed: ``32-true`` stays the fast setting on such CPUs.
+torch's kernels, ~1.96 s emulated. Each call rounds the weight afresh (``nn.Linear`` under autocast casts it
+too, but caches the cast within the autocast block), which is noise in a training step and a real cost when
+decoding one token at a time. Emulation buys bf16's numerics (a recipe meant for a bf16 GPU behaves the same on a
+laptop), not its speed: ``32-true`` stays the fast setting on such CPUs.
 """
 
 from __future__ import annotations
@@ -31,26 +36,29 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx, once_differentiable
 
 from modal_tf.core.cpu_support import fast_cpu_matmul
 
 _REDUCED = (torch.bfloat16, torch.float16)
 _AUTOCAST_ELIGIBLE = (torch.float32, *_REDUCED)  # the dtypes CPU autocast recasts (not fp64, not integers)
-_state = {"emulate": True}  # flipped only by native_reduced_precision
+# Flipped only by native_reduced_precision; process-wide, like torch.backends' switches (compiled code guards on it)
+_state = {"emulate": True}
 
 
-def emulated_dtype(x: Tensor) -> torch.dtype | None:
-    """The reduced dtype that a matrix product of ``x`` would compute in on a slow kernel here, or None.
+def emulated_dtype(x: Tensor, weight: Tensor | None = None) -> torch.dtype | None:
+    """The reduced dtype that a matrix product of ``x`` (and ``weight``) would compute in on a slow kernel here.
 
-    That dtype is the CPU autocast dtype when autocast is on (and ``x`` is a dtype it recasts), else ``x.dtype``;
-    it is emulated when it is bf16 or fp16, ``x`` is on the CPU and ``fast_cpu_matmul`` says the CPU lacks kernels.
+    That dtype is the CPU autocast dtype when autocast is on (and ``x`` is a dtype it recasts), else ``x.dtype``
+    (then only when ``weight`` has it too: a mismatch is left to torch's own error); it is emulated when it is bf16
+    or fp16, ``x`` is on the CPU and ``fast_cpu_matmul`` says the CPU lacks kernels. None: no emulation.
     """
     if x.device.type != "cpu" or not _state["emulate"]:
         return None
     dtype = x.dtype
     if torch.is_autocast_enabled("cpu") and dtype in _AUTOCAST_ELIGIBLE:
         dtype = torch.get_autocast_dtype("cpu")
+    elif weight is not None and weight.dtype != dtype:
+        return None
     return dtype if dtype in _REDUCED and not fast_cpu_matmul(dtype) else None
 
 
@@ -71,20 +79,30 @@ def rounded(x: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class EmulatedLinear(torch.autograd.Function):
-    """``F.linear`` of reduced-precision operands on fp32 GEMMs; saves the reduced operands, not fp32 copies."""
+    """``F.linear`` of reduced-precision operands on fp32 GEMMs; saves the reduced operands, not fp32 copies.
+
+    New-style (``setup_context``), so ``torch.func`` transforms work through it; its backward is made of
+    differentiable ops, so double backward works too.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """``(..., I)`` x ``(O, I)`` (+ ``(O,)``) -> ``(..., O)``, all in the same reduced dtype."""
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
         with torch.autocast("cpu", enabled=False):  # else autocast would send the fp32 GEMM back to bf16
             out = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
         return out.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor | None], output: Tensor) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        """The input, weight and bias gradients, each on fp32 GEMMs and rounded to its operand's dtype."""
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
         with torch.autocast("cpu", enabled=False):
@@ -107,15 +125,38 @@ class Linear(nn.Linear, EmulatesReducedPrecision):
     """``nn.Linear`` that computes bf16/fp16 on fp32 kernels where the CPU has none for them (module docstring).
 
     Same parameters, state dict and results as ``nn.Linear`` (up to the order of fp32 sums where it emulates).
+    Without autograd (``torch.no_grad``, ``torch.inference_mode``: generation, evaluation) an emulating call keeps
+    its rounded fp32 weight until the weight changes, so decoding one token at a time does not round every weight
+    at every step: that costs an fp32 copy of the weight per layer, held from the first such call. Writes through
+    ``weight.data`` bypass the version counter (as they bypass autograd's checks) and are not seen; ``torch.no_grad``
+    in-place updates (optimizers, ``load_state_dict``, EMA through ``detach()``) are.
     """
+
+    _rounded: tuple[tuple[object, ...], Tensor, Tensor | None] | None = None  # (key, weight, bias), no autograd
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., I)`` -> ``(..., O)``."""
-        dtype = emulated_dtype(x)
+        dtype = emulated_dtype(x, self.weight)
         if dtype is None:
             return F.linear(x, self.weight, self.bias)
-        bias = None if self.bias is None else self.bias.to(dtype)
-        return EmulatedLinear.apply(x.to(dtype), self.weight.to(dtype), bias)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            bias = None if self.bias is None else self.bias.to(dtype)
+            return EmulatedLinear.apply(x.to(dtype), self.weight.to(dtype), bias)
+        weight, rounded_bias = self._rounded_parameters(dtype)
+        with torch.autocast("cpu", enabled=False):
+            return F.linear(rounded(x, dtype), weight, rounded_bias).to(dtype)
+
+    def _rounded_parameters(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+        """Weight and bias rounded to ``dtype``, held in fp32; recomputed when either is written or replaced (its
+        version counter or storage changes) or the dtype differs."""
+        key: tuple[object, ...] = (
+            dtype,
+            *((p._version, p.data_ptr()) for p in (self.weight, self.bias) if p is not None),
+        )
+        if self._rounded is None or self._rounded[0] != key:
+            bias = None if self.bias is None else rounded(self.bias, dtype)
+            self._rounded = (key, rounded(self.weight, dtype), bias)
+        return self._rounded[1], self._rounded[2]
 
 
 class _EmulatedConv(EmulatesReducedPrecision):
@@ -133,7 +174,7 @@ class _EmulatedConv(EmulatesReducedPrecision):
 
     def forward(self, x: Tensor) -> Tensor:
         """The convolution of ``x``, as the ``nn.Conv`` class it is mixed into computes it."""
-        dtype = emulated_dtype(x)
+        dtype = emulated_dtype(x, self.weight)
         if dtype is None:
             return self._conv_forward(x, self.weight, self.bias)
         bias = None if self.bias is None else rounded(self.bias, dtype)

@@ -123,7 +123,7 @@ class ModalModule(pl.LightningModule):
         self.task: TaskSpec | None = None
         self.net: nn.Module | None = None
         self.no_decay: frozenset[int] | None = None  # ids of parameters AdamW leaves undecayed, set with the net
-        self.precision_checked = False  # whether setup() has weighed the precision against this CPU
+        self.precision_checked: str | None = None  # the precision setup() last weighed against this CPU
 
     # ----- building -------------------------------------------------------------------------------------------
     def configure_task(self, task: TaskSpec) -> None:
@@ -164,10 +164,10 @@ class ModalModule(pl.LightningModule):
         if datamodule.task is None:
             raise RuntimeError("the DataModule did not build its task in setup()")
         self.configure_task(datamodule.task)
-        if not self.precision_checked:  # once per module: a fit and then a test in one process warn once
-            self.precision_checked = True
-            device = self.trainer.strategy.root_device
-            warning = slow_precision_warning(str(self.trainer.precision), device, self._net())
+        precision = str(self.trainer.precision)
+        if precision != self.precision_checked:  # a fit and then a test at the same precision warn once
+            self.precision_checked = precision
+            warning = slow_precision_warning(precision, self.trainer.strategy.root_device, self._net())
             if warning is not None:
                 rank_zero_warn(warning)
 
