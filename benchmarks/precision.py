@@ -12,7 +12,7 @@ also on torch's own bf16 kernels — and of the reference GPT (plain SDPA) under
 alternate their order. The ``fast kernels`` column is what ``fast_cpu_matmul`` answers, which is what the attention
 dispatch, the emulation, the training layer's precision warning and the other benchmarks' default dtypes read.
 Part 3 times our decoder's cached generation the same ways. On an AVX2-only CPU the two training steps on torch's
-bf16 kernels take ~45 s each: ~10 minutes at the default 3 rounds.
+bf16 kernels take ~45-50 s each: the whole script took 8 minutes at the default 3 rounds there.
 
     OMP_NUM_THREADS=1 python benchmarks/precision.py [--rounds 3] [--write]
 """

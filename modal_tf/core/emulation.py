@@ -20,11 +20,12 @@ as the tensor's own dtype (``bf16-true``) — where ``fast_cpu_matmul`` says no.
 and in fp32 the layers are ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` exactly. ``native_reduced_precision()``
 switches emulation off, to measure torch's own kernels (``benchmarks/precision.py``).
 
-Speed (one thread, AMD EPYC AVX2, ``benchmarks/precision.py``'s decoder step): fp32 1.80 s, bf16-mixed 48.5 s on
-torch's kernels, ~1.96 s emulated. Each call rounds the weight afresh (``nn.Linear`` under autocast casts it
-too, but caches the cast within the autocast block), which is noise in a training step and a real cost when
-decoding one token at a time. Emulation buys bf16's numerics (a recipe meant for a bf16 GPU behaves the same on a
-laptop), not its speed: ``32-true`` stays the fast setting on such CPUs.
+Speed (one thread, AMD EPYC AVX2, ``benchmarks/precision.py``): a decoder's bf16-mixed training step ran at 0.93x
+fp32's speed emulated, 0.055x on torch's kernels; cached generation at 0.84x fp32's tokens/s (batch 1; torch's
+kernels 0.98x, as one row is memory-bound) and 0.88x (batch 8; torch's 0.40x). With autograd each call rounds the
+weight afresh (noise in a training step); without, ``Linear`` keeps it (decoding). Emulation buys bf16's
+numerics (a recipe meant for a bf16 GPU behaves the same on a laptop), not its speed: ``32-true`` stays the fast
+setting on such CPUs.
 """
 
 from __future__ import annotations

@@ -66,8 +66,9 @@ def slow_precision_warning(precision: str, device: torch.device, model: nn.Modul
     if not foreign:
         return (
             f"{cause}: modal_tf's layers compute {name} products on fp32 kernels here (modal_tf.core.emulation), so "
-            f"this run keeps {name}'s rounding and activation memory but not its speed (a small decoder's step "
-            "measured ~0.9x fp32's speed, benchmarks/precision.py). --trainer.precision=32-true is faster here."
+            f"this run keeps {name}'s rounding (and the linear layers' activation memory) but not its speed (a small "
+            "decoder's step measured ~0.9x fp32's speed, benchmarks/precision.py). --trainer.precision=32-true is "
+            "faster here."
         )
     listed = ", ".join(repr(layer) for layer in foreign[:_LISTED])
     more = f" and {len(foreign) - _LISTED} more" if len(foreign) > _LISTED else ""
