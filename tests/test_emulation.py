@@ -149,6 +149,10 @@ def test_calls_without_autograd_reuse_the_rounded_weight_until_it_changes() -> N
     assert torch.equal(call(False), call(True)) and not torch.equal(call(False), first)
     layer.load_state_dict({"weight": torch.zeros(4, 8), "bias": torch.zeros(4)})
     assert torch.equal(call(False), torch.zeros(3, 4, dtype=torch.bfloat16))
+    layer.bias = torch.nn.Parameter(torch.ones(4))  # a replaced parameter, whatever its address and version
+    assert torch.equal(call(False), torch.ones(3, 4, dtype=torch.bfloat16))
+    layer.double().float()  # conversions swap storage in place
+    assert layer._rounded is None and torch.equal(call(False), call(True))
     with torch.inference_mode():
         call(False)  # a rounded weight made in inference mode, then training: never saved for backward
     call(True).float().sum().backward()

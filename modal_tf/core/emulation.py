@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +118,15 @@ class EmulatedLinear(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
+class _Rounded(NamedTuple):
+    """A ``Linear``'s parameters rounded to a reduced dtype (in fp32), and what they were rounded from."""
+
+    sources: tuple[Tensor, Tensor | None]  # the parameters themselves: identity, so a replaced one is never mistaken
+    stamp: tuple[object, ...]  # dtype, then each parameter's version counter and storage address
+    weight: Tensor
+    bias: Tensor | None
+
+
 class EmulatesReducedPrecision:
     """Marker of the layers that emulate bf16/fp16 products where the CPU is slow (``Linear``, ``Conv1d``, ...)."""
 
@@ -133,7 +142,7 @@ class Linear(nn.Linear, EmulatesReducedPrecision):
     in-place updates (optimizers, ``load_state_dict``, EMA through ``detach()``) are.
     """
 
-    _rounded: tuple[tuple[object, ...], Tensor, Tensor | None] | None = None  # (key, weight, bias), no autograd
+    _rounded: _Rounded | None = None  # the rounded parameters, for calls without autograd
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., I)`` -> ``(..., O)``."""
@@ -148,16 +157,19 @@ class Linear(nn.Linear, EmulatesReducedPrecision):
             return F.linear(rounded(x, dtype), weight, rounded_bias).to(dtype)
 
     def _rounded_parameters(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
-        """Weight and bias rounded to ``dtype``, held in fp32; recomputed when either is written or replaced (its
-        version counter or storage changes) or the dtype differs."""
-        key: tuple[object, ...] = (
-            dtype,
-            *((p._version, p.data_ptr()) for p in (self.weight, self.bias) if p is not None),
-        )
-        if self._rounded is None or self._rounded[0] != key:
+        """Weight and bias rounded to ``dtype``, held in fp32; recomputed when either is written (version counter),
+        replaced (another tensor or storage), converted (``_apply``: ``.to``, ``.float``, ...) or the dtype differs."""
+        sources = (self.weight, self.bias)
+        stamp = (dtype, *((p._version, p.data_ptr()) for p in sources if p is not None))
+        held = self._rounded
+        if held is None or held.stamp != stamp or any(a is not b for a, b in zip(held.sources, sources, strict=True)):
             bias = None if self.bias is None else rounded(self.bias, dtype)
-            self._rounded = (key, rounded(self.weight, dtype), bias)
-        return self._rounded[1], self._rounded[2]
+            held = self._rounded = _Rounded(sources, stamp, rounded(self.weight, dtype), bias)
+        return held.weight, held.bias
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Linear:
+        self._rounded = None  # conversions may swap parameter storage in place (``param.data = ...``)
+        return super()._apply(fn, recurse)
 
 
 class _EmulatedConv(EmulatesReducedPrecision):
