@@ -48,6 +48,15 @@ from modal_tf.core import native_reduced_precision
 from modal_tf.core.cpu_support import fast_cpu_matmul
 from modal_tf.models import GenerationConfig
 
+# The "matrix kernels" column: bf16 as modal_tf's layers run it here, and on torch's own kernels where they differ
+NATIVE_KERNELS = "torch's bf16 (native_reduced_precision)"
+
+
+def our_bf16_kernels() -> tuple[str, bool]:
+    """How our layers multiply under bf16 on this machine, and whether that is emulation (``core/emulation.py``)."""
+    emulated = not fast_cpu_matmul(torch.bfloat16)
+    return ("fp32, emulating bf16" if emulated else "bf16"), emulated
+
 
 def product_rate(rows: int, inner: int, cols: int, layout: str, dtype: torch.dtype) -> Callable[[], float]:
     """A callable returning the FLOP/s of one ``(rows, inner) @ (inner, cols)`` product in ``dtype``.
@@ -121,10 +130,10 @@ def decoding(shape: Shape, rounds: int, prompt: int = 64, new: int = 64) -> list
     batch 1 and 8, interleaved rounds after one warm-up."""
     model = ours_decoder(Shape(shape.vocab, shape.dim, shape.depth, shape.heads, seq=prompt + new))[0].eval()
     config = GenerationConfig(max_new_tokens=new, stop_at_eos=False, use_cache=True)
-    emulated = not fast_cpu_matmul(torch.bfloat16)
-    modes = {"fp32": "BLAS", "bf16-mixed": "fp32, emulating bf16" if emulated else "bf16"}
+    our_kernels, emulated = our_bf16_kernels()
+    modes = {"fp32": "BLAS", "bf16-mixed": our_kernels}
     if emulated:
-        modes["bf16-mixed, native"] = "torch's bf16 (native_reduced_precision)"
+        modes["bf16-mixed, native"] = NATIVE_KERNELS
     lines = [
         "",
         f"Generation, prompt {prompt}, {new} new tokens, KV cache:",
@@ -162,7 +171,7 @@ def training_steps(shape: Shape, batch: int, rounds: int) -> list[str]:
     reference = RefGPT(shape, causal=True)
     optimizers = {id(ours): adamw(ours), id(reference): adamw(reference)}
     ids = torch.randint(0, shape.vocab, (batch, shape.seq), generator=torch.Generator().manual_seed(0))
-    emulated = not fast_cpu_matmul(torch.bfloat16)
+    our_kernels, emulated = our_bf16_kernels()
 
     def step(model: nn.Module, forward: Forward, bf16: bool, native: bool = False) -> Callable[[], float]:
         def run() -> None:
@@ -171,14 +180,12 @@ def training_steps(shape: Shape, batch: int, rounds: int) -> list[str]:
 
         return lambda: seconds(run)
 
-    native_kernels = "torch's bf16 (native_reduced_precision)"
-    our_kernels = "fp32, emulating bf16" if emulated else "bf16"
     contenders = {  # key: (model, precision, matrix kernels, one measured step)
         "ours fp32": ("ours", "fp32", "BLAS", step(ours, ours_forward, False)),
         "ours bf16": ("ours", "bf16-mixed", our_kernels, step(ours, ours_forward, True)),
     }
     if emulated:
-        contenders["ours native"] = ("ours", "bf16-mixed", native_kernels, step(ours, ours_forward, True, native=True))
+        contenders["ours native"] = ("ours", "bf16-mixed", NATIVE_KERNELS, step(ours, ours_forward, True, native=True))
     contenders["reference bf16"] = ("reference GPT", "bf16-mixed", "torch's bf16", step(reference, reference, True))
     steps = interleave({key: work for key, (*_, work) in contenders.items()}, rounds, alternate=True)
     lines = [
