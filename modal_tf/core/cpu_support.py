@@ -20,6 +20,7 @@ import functools
 
 import torch
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)  # the reduced float dtypes torch multiplies on oneDNN's CPU kernels
 # torch's own probes of oneDNN's reduced-precision CPU kernels (private ops; absent without oneDNN).
 _ONEDNN_PROBES = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
 

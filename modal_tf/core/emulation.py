@@ -38,10 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modal_tf.core.cpu_support import fast_cpu_matmul
+from modal_tf.core.cpu_support import LOW_PRECISION, fast_cpu_matmul
 
-_REDUCED = (torch.bfloat16, torch.float16)
-_AUTOCAST_ELIGIBLE = (torch.float32, *_REDUCED)  # the dtypes CPU autocast recasts (not fp64, not integers)
+_AUTOCAST_ELIGIBLE = (torch.float32, *LOW_PRECISION)  # the dtypes CPU autocast recasts (not fp64, not integers)
 # Flipped only by native_reduced_precision; process-wide, like torch.backends' switches (compiled code guards on it)
 _state = {"emulate": True}
 
@@ -60,7 +59,7 @@ def emulated_dtype(x: Tensor, weight: Tensor | None = None) -> torch.dtype | Non
         dtype = torch.get_autocast_dtype("cpu")
     elif weight is not None and weight.dtype != dtype:
         return None
-    return dtype if dtype in _REDUCED and not fast_cpu_matmul(dtype) else None
+    return dtype if dtype in LOW_PRECISION and not fast_cpu_matmul(dtype) else None
 
 
 @contextlib.contextmanager

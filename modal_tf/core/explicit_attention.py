@@ -50,10 +50,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from modal_tf.core.cpu_support import fast_cpu_matmul
+from modal_tf.core.cpu_support import LOW_PRECISION, fast_cpu_matmul
 from modal_tf.core.emulation import emulated_dtype, rounded
 
-LOW_PRECISION = (torch.bfloat16, torch.float16)
 # The explicit path keeps the (N, T, S) probabilities for backward; above this size per call, SDPA's flash kernel
 # (which keeps O(T) statistics instead) is used, so long sequences keep SDPA's memory footprint.
 MAX_SCORE_BYTES = 64 * 2**20
