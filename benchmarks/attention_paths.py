@@ -10,9 +10,11 @@ is what ``attention`` picks for that case in training. Part 2, whole fp32 decode
 fp32 routed to SDPA (``uses_explicit`` swapped for one that refuses fp32), A B B A rounds. Part 3, the key
 prefixes of causal blocks (``key_prefix``): forward + backward of the explicit path with every prefix a strided
 view against every prefix copied contiguous, as part 1, for fp32 and bf16 (bf16 only on CPUs with fast bf16 kernels,
-the only ones where it takes the explicit path).
+the only ones where it takes the explicit path). Part 4, the rows per causal query block (``causal_block_rows``):
+forward + backward of the causal explicit path at each of ``--block-rows``, interleaved, for the same dtypes as part
+3, each ratio against the shipped choice (> 1: that choice is slower).
 
-    OMP_NUM_THREADS=1 python benchmarks/attention_paths.py [--rounds 7] [--write]
+    OMP_NUM_THREADS=1 python benchmarks/attention_paths.py [--rounds 7] [--parts 1 2 3 4] [--write]
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ def prefix_seconds(copy: bool, dtype: torch.dtype, length: int) -> float:
         explicit.key_prefix = shipped
 
 
+def rows_seconds(rows: int, dtype: torch.dtype, length: int) -> float:
+    """``attention_seconds`` of the causal explicit path in query blocks of ``rows`` rows."""
+    return attention_seconds(partial(explicit.explicit_attention, block_rows=rows), dtype, length, causal=True)
+
+
 def step_seconds(length: int, fp32_explicit: bool) -> Callable[[], float]:
     """Seconds per fp32 decoder training step at ``T = length``, with or without the fp32 explicit path."""
     shape = Shape(seq=length)
@@ -105,22 +112,15 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
     p.add_argument("--step-lengths", type=int, nargs="+", default=[256, 512])
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--parts", type=int, nargs="+", choices=(1, 2, 3, 4), default=[1, 2, 3, 4], help="parts to run")
+    p.add_argument("--block-rows", type=int, nargs="+", default=[32, 64, 128, 256], help="part 4's rows per block")
     add_run_flags(p, "attention")
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(argv)
-    start(args)
-    lines = heading(
-        "Attention paths on CPU: explicit vs SDPA",
-        command_line("attention_paths.py", argv),
-        f"part 1: fwd+bwd of one attention call, B*T {TOKENS}, H {HEADS}, Dh {HEAD_DIM}, {args.rounds} paired rounds "
-        "of 3 calls each; part 2: fp32 decoder training steps (core.py model), shipped dispatch vs fp32 on SDPA, "
-        f"{args.rounds} A B B A rounds of 2 steps; part 3: causal key prefixes as strided views vs contiguous copies, "
-        "as part 1",
-    )
-    lines += ["", "| dtype | mask | T | SDPA ms | explicit ms | explicit speed-up (paired) | min - max | dispatch |"]
+def part_paths(args: argparse.Namespace) -> list[str]:
+    """Part 1: explicit vs SDPA, one attention call per dtype, mask and length."""
+    lines = ["", "| dtype | mask | T | SDPA ms | explicit ms | explicit speed-up (paired) | min - max | dispatch |"]
     lines.append("|---|---|---:|---:|---:|---:|---:|---|")
     for dtype in (DTYPES["fp32"], DTYPES["bf16"]):
         for causal in (True, False):
@@ -141,7 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f} | {picked} |"
                 )
                 print(lines[-1], flush=True)
-    lines += ["", "| fp32 decoder step, T | fp32 on SDPA s/step | shipped s/step | shipped speed-up (paired) | range |"]
+    return lines
+
+
+def part_steps(args: argparse.Namespace) -> list[str]:
+    """Part 2: whole fp32 decoder steps, the shipped dispatch against fp32 on SDPA."""
+    lines = ["", "| fp32 decoder step, T | fp32 on SDPA s/step | shipped s/step | shipped speed-up (paired) | range |"]
     lines.append("|---:|---:|---:|---:|---:|")
     for length in args.step_lengths:
         steps = interleave(
@@ -149,12 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         lines.append(ab_row(str(length), steps["sdpa"], steps["shipped"]))
         print(lines[-1], flush=True)
-    lines += ["", "| dtype | T (causal) | copied ms | view ms | view speed-up (paired) | min - max | shipped |"]
+    return lines
+
+
+def part_prefixes(args: argparse.Namespace, dtypes: Sequence[torch.dtype]) -> list[str]:
+    """Part 3: causal key prefixes as strided views against contiguous copies."""
+    lines = ["", "| dtype | T (causal) | copied ms | view ms | view speed-up (paired) | min - max | shipped |"]
     lines.append("|---|---:|---:|---:|---:|---:|---|")
-    # bf16 only where it takes the explicit path at all (fast kernels); part 1 times it everywhere, as the
-    # measurement behind that choice
-    prefix_dtypes, notes = dtypes_to_measure("both", flag=None)
-    for dtype in (DTYPES[name] for name in prefix_dtypes):
+    for dtype in dtypes:
         for length in args.lengths:
             times = interleave(
                 {name: partial(prefix_seconds, name == "copy", dtype, length) for name in ("copy", "view")},
@@ -169,7 +176,54 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{shipped} |"
             )
             print(lines[-1], flush=True)
-    return finish("attention", lines, args.write, notes=[f"part 3: {note}" for note in notes])
+    return lines
+
+
+def part_block_rows(args: argparse.Namespace, dtypes: Sequence[torch.dtype]) -> list[str]:
+    """Part 4: rows per causal query block, each against the shipped ``causal_block_rows``."""
+    lines = ["", "| dtype | T (causal) | rows | ms | shipped rows | shipped / rows (paired) | min - max |"]
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    for dtype in dtypes:
+        for length in args.lengths:
+            shipped = explicit.causal_block_rows(length, dtype)
+            candidates = sorted({*args.block_rows, shipped})
+            times = interleave({rows: partial(rows_seconds, rows, dtype, length) for rows in candidates}, args.rounds)
+            for rows in candidates:
+                ratios = round_ratios(times[rows], times[shipped])  # > 1: the shipped rows are faster
+                lines.append(
+                    f"| {str(dtype).removeprefix('torch.')} | {length} | {rows} | {median(times[rows]) * 1e3:.1f} | "
+                    f"{shipped} | {median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f} |"
+                )
+                print(lines[-1], flush=True)
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    if args.write and sorted(set(args.parts)) != [1, 2, 3, 4]:
+        raise SystemExit(f"--write replaces the whole section: run every part (--parts 1 2 3 4), got {args.parts}")
+    start(args)
+    lines = heading(
+        "Attention paths on CPU: explicit vs SDPA",
+        command_line("attention_paths.py", argv),
+        f"part 1: fwd+bwd of one attention call, B*T {TOKENS}, H {HEADS}, Dh {HEAD_DIM}, {args.rounds} paired rounds "
+        "of 3 calls each; part 2: fp32 decoder training steps (core.py model), shipped dispatch vs fp32 on SDPA, "
+        f"{args.rounds} A B B A rounds of 2 steps; part 3: causal key prefixes as strided views vs contiguous copies, "
+        "as part 1; part 4: rows per causal query block, as part 1",
+    )
+    # Parts 3 and 4 time bf16 only where it takes the explicit path at all (fast kernels); part 1 times it
+    # everywhere, as the measurement behind that choice
+    names, notes = dtypes_to_measure("both", flag=None)
+    explicit_dtypes = [DTYPES[name] for name in names]
+    parts = {
+        1: partial(part_paths, args),
+        2: partial(part_steps, args),
+        3: partial(part_prefixes, args, explicit_dtypes),
+        4: partial(part_block_rows, args, explicit_dtypes),
+    }
+    for number in sorted(set(args.parts)):
+        lines += parts[number]()
+    return finish("attention", lines, args.write, notes=[f"parts 3 and 4: {note}" for note in notes])
 
 
 if __name__ == "__main__":

@@ -137,11 +137,12 @@ def explicit_attention(
 ) -> Tensor:
     """The explicit path at any dtype and device (``attention`` picks it; tests compare it with SDPA in fp64).
 
-    ``block_rows``: query rows per causal block (default ``causal_block_rows(T)``); ignored without ``is_causal``.
+    ``block_rows``: query rows per causal block (default ``causal_block_rows(T, dtype)``); ignored without
+    ``is_causal``.
     """
     queries, keys = q.shape[2], k.shape[2]
     if is_causal:  # top-left causal: every query reaches key 0, so no row is ever fully masked
-        rows = causal_block_rows(queries) if block_rows is None else block_rows  # 0 is refused, not defaulted
+        rows = causal_block_rows(queries, q.dtype) if block_rows is None else block_rows  # 0 is refused, not defaulted
         return ExplicitAttention.apply(q, k, v, causal_blocks(queries, keys, rows, q.dtype, q.device), None)  # type: ignore[no-any-return]
     reachable, bias = None, None
     if mask is not None:
@@ -150,9 +151,17 @@ def explicit_attention(
     return ExplicitAttention.apply(q, k, v, (Block(0, queries, keys, 0, bias),), reachable)  # type: ignore[no-any-return]
 
 
-def causal_block_rows(queries: int) -> int:
-    """Query rows per causal block; measured fastest (bf16, one thread): 64 up to 256 queries, 128 beyond."""
-    return 64 if queries <= 256 else 128
+def causal_block_rows(queries: int, dtype: torch.dtype) -> int:
+    """Query rows per causal block, as measured fastest (fwd+bwd, one thread, B*T 4096, H 4, Dh 64, Intel Xeon with
+    AMX; ``benchmarks/attention_paths.py`` part 4).
+
+    Smaller blocks skip more of the square above the diagonal but make smaller GEMMs. fp32 (MKL, 128-512 keys, where
+    it takes this path): 64 rows, 1.07-1.10x faster than 32 or 128. bf16/fp16 (oneDNN, whose small GEMMs cost more
+    per FLOP): 128 rows up to 1,024 queries, 1.07-1.18x faster than 64; 256 beyond, 1.09x faster than 128 at 2,048.
+    """
+    if dtype in LOW_PRECISION:
+        return 128 if queries <= 1024 else 256
+    return 64
 
 
 class Block(NamedTuple):
