@@ -155,9 +155,10 @@ def causal_block_rows(queries: int, dtype: torch.dtype) -> int:
     """Query rows per causal block, as measured fastest (fwd+bwd, one thread, B*T 4096, H 4, Dh 64, Intel Xeon with
     AMX; ``benchmarks/attention_paths.py`` part 4).
 
-    Smaller blocks skip more of the square above the diagonal but make smaller GEMMs. fp32 (MKL, 128-512 keys, where
-    it takes this path): 64 rows, 1.07-1.10x faster than 32 or 128. bf16/fp16 (oneDNN, whose small GEMMs cost more
-    per FLOP): 128 rows up to 1,024 queries, 1.07-1.18x faster than 64; 256 beyond, 1.09x faster than 128 at 2,048.
+    Smaller blocks skip more of the square above the diagonal but make smaller GEMMs. fp32 (MKL): 64 rows, 32 or 128
+    rows 1.03-1.14x slower from 128 to 512 keys (where fp32 takes this path). bf16/fp16 (oneDNN, whose small GEMMs
+    cost more per FLOP): 128 rows up to 1,024 queries, 1.08-1.21x faster than 64; 256 beyond, 1.09x faster than 128
+    at 2,048 (at 1,024 it measured 0.96-0.97x of 128's time in two runs, within noise, so the switch stays there).
     """
     if dtype in LOW_PRECISION:
         return 128 if queries <= 1024 else 256
