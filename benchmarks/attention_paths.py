@@ -11,8 +11,9 @@ fp32 routed to SDPA (``uses_explicit`` swapped for one that refuses fp32), A B B
 prefixes of causal blocks (``key_prefix``): forward + backward of the explicit path with every prefix a strided
 view against every prefix copied contiguous, as part 1, for fp32 and bf16 (bf16 only on CPUs with fast bf16 kernels,
 the only ones where it takes the explicit path). Part 4, the rows per causal query block (``causal_block_rows``):
-forward + backward of the causal explicit path at each of ``--block-rows``, interleaved, for the same dtypes as part
-3, each ratio against the shipped choice (> 1: that choice is slower).
+forward + backward of the causal explicit path at each of ``--block-rows`` (of those that make a single block, the
+same computation whatever the rows, only one), interleaved in alternating order, for the same dtypes as part 3;
+each row's ratio is the shipped choice's speed-up over those rows (> 1: the shipped rows are faster).
 
     OMP_NUM_THREADS=1 python benchmarks/attention_paths.py [--rounds 7] [--parts 1 2 3 4] [--write]
 """
@@ -181,18 +182,27 @@ def part_prefixes(args: argparse.Namespace, dtypes: Sequence[torch.dtype]) -> li
 
 def part_block_rows(args: argparse.Namespace, dtypes: Sequence[torch.dtype]) -> list[str]:
     """Part 4: rows per causal query block, each against the shipped ``causal_block_rows``."""
-    lines = ["", "| dtype | T (causal) | rows | ms | shipped rows | shipped / rows (paired) | min - max |"]
+    lines = ["", "| dtype | T (causal) | rows | ms | shipped rows | shipped speed-up (paired) | min - max |"]
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for dtype in dtypes:
         for length in args.lengths:
             shipped = explicit.causal_block_rows(length, dtype)
-            candidates = sorted({*args.block_rows, shipped})
-            times = interleave({rows: partial(rows_seconds, rows, dtype, length) for rows in candidates}, args.rounds)
-            for rows in candidates:
-                ratios = round_ratios(times[rows], times[shipped])  # > 1: the shipped rows are faster
+            # Every rows >= length makes the same single block: time it once, as the shipped choice where that is one
+            candidates = {rows for rows in args.block_rows if rows < length} | {shipped}
+            single = [rows for rows in args.block_rows if rows >= length]
+            if single and shipped < length:
+                candidates.add(min(single))
+            times = interleave(
+                {str(rows): partial(rows_seconds, rows, dtype, length) for rows in sorted(candidates)},
+                args.rounds,
+                alternate=True,
+            )
+            for rows in sorted(candidates):
+                ratios = round_ratios(times[str(rows)], times[str(shipped)])  # > 1: the shipped rows are faster
+                name = str(dtype).removeprefix("torch.")
                 lines.append(
-                    f"| {str(dtype).removeprefix('torch.')} | {length} | {rows} | {median(times[rows]) * 1e3:.1f} | "
-                    f"{shipped} | {median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f} |"
+                    f"| {name} | {length} | {rows} | {median(times[str(rows)]) * 1e3:.1f} | {shipped} | "
+                    f"{median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f} |"
                 )
                 print(lines[-1], flush=True)
     return lines
