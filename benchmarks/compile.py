@@ -1,13 +1,14 @@
 """``torch.compile`` against eager for our decoder and the SDPA reference: does compiling pay on this device?
 
 Each model trains ``core.py``'s decoder shape twice, once eager and once through ``torch.compile`` (inductor, its
-defaults), each copy from the same seed with its own AdamW, interleaved in A B B A rounds after warm-up calls that
-absorb compilation and recompilation. Reported per model and dtype: seconds per step, the compiled speed-up over
-eager (paired), and the compiled copy's first call: ``--steps`` training steps with the compilation, each model's
-in a fresh inductor cache (``fresh_cache``), so it is a cold compile. Compile once and train many steps for the
-speed-up to matter; a speed-up below 1 means compiling costs time twice.
+defaults or ``--mode``; only the default mode is written to BENCHMARKS.md), each copy from the same seed with its own
+AdamW, interleaved in A B B A rounds after warm-up calls that absorb compilation and recompilation. Reported per model
+and dtype: seconds per step, the compiled speed-up over eager (paired), and the compiled copy's first call:
+``--steps`` training steps with the compilation, each model's in a fresh inductor cache (``fresh_cache``), so it is a
+cold compile. Compile once and train many steps for the speed-up to matter; a speed-up below 1 means compiling costs
+time twice.
 
-    OMP_NUM_THREADS=1 python benchmarks/compile.py [--dtype bf16] [--rounds 5] [--device cuda] [--write]
+    OMP_NUM_THREADS=1 python benchmarks/compile.py [--dtype bf16] [--rounds 5] [--device cuda] [--mode M] [--write]
 """
 
 from __future__ import annotations
@@ -64,8 +65,17 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=2, help="training steps per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per copy first (compilation, recompiles)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--mode",
+        choices=("default", "max-autotune", "max-autotune-no-cudagraphs"),
+        default="default",
+        help="torch.compile's mode (max-autotune: inductor also tries its own C++/Triton GEMM templates)",
+    )
     add_run_flags(p, "compile")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.write and args.mode != "default":
+        p.error(f"--write records inductor's default mode in BENCHMARKS.md; run --mode {args.mode} without it")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "torch.compile vs eager",
         command_line("compile.py", argv),
         f"decoder, core.py's shape (vocab {shape.vocab}, dim {shape.dim}, depth {shape.depth}, heads {shape.heads}, "
-        f"seq {shape.seq}, batch {batch}); per model and dtype an eager and a compiled copy (inductor defaults), "
+        f"seq {shape.seq}, batch {batch}); per model and dtype an eager and a compiled copy (inductor, "
+        f"mode {args.mode}), "
         f"{args.warmup} untimed calls each (the compiled copy one more, its first: compilation and {args.steps} "
         f"steps, in a fresh inductor cache), then {args.rounds} A B B A rounds of {args.steps} steps",
         device,
@@ -94,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             eager_model, eager_forward = build(name, shape, device)
             compiled_model, forward = build(name, shape, device)
             eager = timer(eager_model, eager_forward, ids, args.steps, bf16, device)
-            compiled = timer(compiled_model, torch.compile(forward), ids, args.steps, bf16, device)
+            compiled = timer(compiled_model, torch.compile(forward, mode=args.mode), ids, args.steps, bf16, device)
             with fresh_cache():  # a cold compile: no kernels from earlier runs or rows
                 begin = time.perf_counter()
                 compiled()  # an extra untimed call, timed by hand: the compilation and --steps steps
