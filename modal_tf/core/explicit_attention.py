@@ -157,12 +157,11 @@ def causal_block_rows(queries: int, dtype: torch.dtype) -> int:
 
     Smaller blocks skip more of the square above the diagonal but make smaller GEMMs. fp32 (MKL): 64 rows, 32 or 128
     rows 1.03-1.14x slower from 128 to 512 keys (where fp32 takes this path). bf16 (oneDNN, whose small GEMMs cost
-    more per FLOP): 128 rows up to 1,024 queries, 1.08-1.21x faster than 64; 256 beyond, 1.09-1.11x faster than 128
-    at 2,048 (at 1,024, 256 rows took 0.96-0.97x of 128's time in two runs, ranges up to 1.01: a few percent left
-    there). fp16 follows bf16, unmeasured.
+    more per FLOP): 128 rows up to 512 queries, 1.08-1.22x faster than 64 (256 rows no faster: 1.00-1.12x slower);
+    256 beyond, 3-6 % faster than 128 at 1,024 (three runs) and 1.09-1.11x at 2,048. fp16 follows bf16, unmeasured.
     """
     if dtype in LOW_PRECISION:
-        return 128 if queries <= 1024 else 256
+        return 128 if queries <= 512 else 256
     return 64
 
 
