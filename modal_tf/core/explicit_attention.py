@@ -68,11 +68,11 @@ MAX_CAUSAL_KEYS = 2048
 # fp32, same setup (paired, 7 rounds): SDPA's fp32 kernel is well tuned, so only causal block skipping wins, and
 # only while rows fit the caches: causal 1.06-1.22x at 256 keys and 1.22-1.35x at 512, 0.95-1.10x at 1024,
 # 0.82-0.92x at 2048; bidirectional 0.71-0.99x from 256 keys up. Whole fp32 decoder step (benchmarks/core.py
-# model, B*T 4096), five runs: 0.96-1.06x at T 256, 1.06-1.14x at T 512. With the key prefixes as views
-# (``key_prefix``), causal 1.22-1.33x from 128 to 512 keys, 1.01-1.04x at 1024 (ranges 0.87-1.23), 0.92x at 2048:
-# the limit stays. Reproduce: benchmarks/attention_paths.py. These are the Intel Xeon (AMX) figures; on an AVX2-only AMD
-# EPYC (7 rounds) causal explicit was 1.06-1.47x from 128 to 512 keys and still 1.21x at 1024, 1.09x at 2048
-# (bidirectional 1.00-1.04x): the limit is where both machines gain.
+# model, B*T 4096), seven runs: 0.96-1.06x at T 256, 1.06-1.14x at T 512. With the key prefixes as views
+# (``key_prefix``), causal 1.16-1.33x from 128 to 512 keys, 0.98-1.05x at 1024 (ranges 0.87-1.23), 0.82-0.92x at
+# 2048: the limit stays. Reproduce: benchmarks/attention_paths.py. These are the Intel Xeon (AMX) figures; on an
+# AVX2-only AMD EPYC (7 rounds) causal explicit was 1.06-1.47x from 128 to 512 keys and still 1.21x at 1024, 1.09x
+# at 2048 (bidirectional 1.00-1.04x): the limit is where both machines gain.
 MAX_FP32_CAUSAL_KEYS = 512
 
 
@@ -156,9 +156,9 @@ def causal_block_rows(queries: int, dtype: torch.dtype) -> int:
     AMX; ``benchmarks/attention_paths.py`` part 4).
 
     Smaller blocks skip more of the square above the diagonal but make smaller GEMMs. fp32 (MKL): 64 rows, 32 or 128
-    rows 1.03-1.14x slower from 128 to 512 keys (where fp32 takes this path). bf16 (oneDNN, whose small GEMMs cost
+    rows 1.03-1.15x slower from 128 to 512 keys (where fp32 takes this path). bf16 (oneDNN, whose small GEMMs cost
     more per FLOP): 128 rows up to 512 queries, 1.08-1.22x faster than 64 (256 rows no faster: 1.00-1.12x slower);
-    256 beyond, 3-6 % faster than 128 at 1,024 (three runs) and 1.09-1.11x at 2,048. fp16 follows bf16, unmeasured.
+    256 beyond, 2-6 % faster than 128 at 1,024 (five runs) and 1.09-1.12x at 2,048. fp16 follows bf16, unmeasured.
     """
     if dtype in LOW_PRECISION:
         return 128 if queries <= 512 else 256
@@ -211,11 +211,11 @@ def key_prefix(keys: Tensor, count: int) -> Tensor:
 
     On CPU, fp32/fp64 batched GEMMs (MKL) take the plain slice ``keys[:, :count]`` — batch stride S * Dh, rows
     contiguous — as it is, so it stays a view: without the copy the fp32 causal attention call (forward +
-    backward, B*T 4096) measured 1.05-1.18x faster at the 128-512 keys where fp32 takes this path (1.05-1.23x up
+    backward, B*T 4096) measured 1.05-1.22x faster at the 128-512 keys where fp32 takes this path (1.05-1.25x up
     to 2,048). Reduced-precision batched GEMMs (oneDNN) take only contiguous or last-two-dims-transposed operands
     and copy anything else — its transpose element by element, several times slower than a row-chunk ``memcpy`` —
     so for bf16/fp16 the prefix is copied contiguous here (bf16 views measured 0.89-1.01x with 64-row blocks and
-    0.95-1.03x with 128-row ones: no faster; fp16 follows bf16 unmeasured). fp32 under a oneDNN reduced-precision
+    0.92-1.03x with 128/256-row ones: no faster; fp16 follows bf16 unmeasured). fp32 under a oneDNN reduced-precision
     matmul mode would copy the views itself, also unmeasured. No copy when ``count`` is every row. Reproduce:
     ``benchmarks/attention_paths.py`` (part 3).
     """
