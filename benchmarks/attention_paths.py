@@ -185,13 +185,14 @@ def part_block_rows(args: argparse.Namespace, dtypes: Sequence[torch.dtype]) -> 
     lines = ["", "| dtype | T (causal) | rows | ms | shipped rows | shipped speed-up (paired) | min - max |"]
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for dtype in dtypes:
+        name = str(dtype).removeprefix("torch.")
         for length in args.lengths:
             shipped = explicit.causal_block_rows(length, dtype)
-            # Every rows >= length makes the same single block: time it once, as the shipped choice where that is one
-            candidates = {rows for rows in args.block_rows if rows < length} | {shipped}
-            single = [rows for rows in args.block_rows if rows >= length]
-            if single and shipped < length:
-                candidates.add(min(single))
+            # Keyed by the block each makes (rows >= length all make the one block of length rows), so that block is
+            # timed once: under the shipped rows where they make it, else the smallest rows that do
+            by_block = {min(rows, length): rows for rows in sorted(args.block_rows, reverse=True)}
+            by_block[min(shipped, length)] = shipped
+            candidates = by_block.values()
             times = interleave(
                 {str(rows): partial(rows_seconds, rows, dtype, length) for rows in sorted(candidates)},
                 args.rounds,
@@ -199,7 +200,6 @@ def part_block_rows(args: argparse.Namespace, dtypes: Sequence[torch.dtype]) -> 
             )
             for rows in sorted(candidates):
                 ratios = round_ratios(times[str(rows)], times[str(shipped)])  # > 1: the shipped rows are faster
-                name = str(dtype).removeprefix("torch.")
                 lines.append(
                     f"| {name} | {length} | {rows} | {median(times[str(rows)]) * 1e3:.1f} | {shipped} | "
                     f"{median(ratios):.2f}x | {min(ratios):.2f} - {max(ratios):.2f} |"

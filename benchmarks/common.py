@@ -245,8 +245,8 @@ def training_flops_per_token(params: int, layers: int, heads: int, head_dim: int
     scores and their weighted sum, which grow with the sequence length ``T`` (PaLM, appendix B). A causal model
     does half of that attention work in principle; SDPA's CPU kernels compute the full square, and our causal
     explicit path skips only the blocks above the diagonal (at T 256, 3/8 of the square in fp32's 64-row blocks,
-    1/4 in bf16's 128-row ones), so the
-    full term is credited to every model alike: ours' figure is a few points generous.
+    1/4 in bf16's 128-row ones), so the full term is credited to every model alike: ours' figure is a few points
+    generous.
     """
     return 6 * params + 12 * layers * heads * head_dim * seq
 

@@ -39,6 +39,8 @@ from common import (
 from core import adamw, train_steps
 from peers import Forward, RefGPT, Shape, ours_decoder
 
+from modal_tf.lit.compile import MODES
+
 
 def build(name: str, shape: Shape, device: torch.device) -> tuple[nn.Module, Forward]:
     """A fresh ``name`` decoder (``ours`` or ``reference``) from seed 0, with its ids -> logits closure."""
@@ -67,7 +69,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
         "--mode",
-        choices=("default", "max-autotune", "max-autotune-no-cudagraphs"),
+        choices=MODES,  # the modes the training layer's CompileModel takes
         default="default",
         help="torch.compile's mode (max-autotune: inductor also tries its own C++/Triton GEMM templates)",
     )
